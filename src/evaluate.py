@@ -1,0 +1,43 @@
+"""Recompute every metric of a finished run: `python src/evaluate.py RUN_DIR [options]`.
+
+Loads the run's resolved config.yaml and a checkpoint (default checkpoints/last.pt), evaluates
+through the same code path as the end of training, re-judges the verdict and updates the run's
+summary.json (and its W&B run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+import gancompare  # noqa: F401
+from gancompare.errors import ConfigError
+from gancompare.trainer import evaluate_run
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir", type=Path, help="a run directory written by src/train.py")
+    parser.add_argument("--checkpoint", type=Path, default=None,
+                        help="checkpoint to evaluate (default: RUN_DIR/checkpoints/last.pt)")
+    parser.add_argument("--samples", type=int, default=None,
+                        help="generated samples (default: the run's eval.final_samples)")
+    parser.add_argument("--device", default=None, help="auto, cpu or cuda (default: the run's)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="[%(name)s][%(levelname)s] %(message)s")
+    try:
+        summary = evaluate_run(args.run_dir, args.checkpoint, args.samples, args.device)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(json.dumps({"verdict": summary["verdict"],
+                      "reason": summary["verdict_evidence"]["reason"], **summary["eval"]},
+                     indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,135 @@
+"""Checks of a composed config before anything is built, and the few settings derived from it.
+
+Each check raises `ConfigError(key, problem, fix)`, which the entrypoint prints as one line.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from gancompare.errors import ConfigError
+from gancompare.hacks import check_hacks
+from gancompare.losses import get_objective
+
+log = logging.getLogger(__name__)
+
+
+def _positive(cfg: DictConfig, key: str, example: str, integer: bool = False,
+              optional: bool = False) -> None:
+    value = OmegaConf.select(cfg, key)
+    if value is None and optional:
+        return
+    kind = "integer" if integer else "number"
+    ok = isinstance(value, int) if integer else isinstance(value, int | float)
+    if isinstance(value, bool) or not ok or value <= 0:
+        raise ConfigError(key, f"{value!r} is not a positive {kind}", f"set e.g. {key}={example}")
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Refuse bad input with the key and the fix, before any data or model is built."""
+    _positive(cfg, "trainer.batch_size", "128", integer=True)
+    if cfg.trainer.batch_size < 2:
+        raise ConfigError("trainer.batch_size", "D needs at least one real and one fake sample",
+                          "set trainer.batch_size=2 or more (128 in the baseline)")
+    _positive(cfg, "trainer.epochs", "10", integer=True)
+    _positive(cfg, "trainer.max_steps", "200", integer=True, optional=True)
+    _positive(cfg, "trainer.log_every", "25", integer=True)
+    _positive(cfg, "model.latent_dim", "50", integer=True)
+    _positive(cfg, "loss.n_critic", "5", integer=True)
+    _positive(cfg, "loss.clip_weights", "0.01", optional=True)
+    for net in ("d", "g"):
+        _positive(cfg, f"loss.optimizer.{net}.lr", "2e-4")
+    penalty = cfg.loss.get("gradient_penalty")
+    if penalty is not None and (not isinstance(penalty, int | float) or penalty < 0):
+        raise ConfigError("loss.gradient_penalty", f"{penalty!r} is not a weight >= 0",
+                          "set e.g. loss.gradient_penalty=10, or null for none")
+    objective = get_objective(cfg.loss.objective)
+    check_hacks(cfg.get("hacks") or {}, objective.uses_labels, cfg.loss.objective)
+    resolve_device(cfg.device)
+
+
+def effective_config(cfg: DictConfig) -> DictConfig:
+    """A copy of cfg with the settings that follow from other settings made explicit,
+    so the saved config says what actually ran."""
+    cfg = cfg.copy()
+    with open_dict(cfg):
+        if cfg.get("hacks") is None:
+            cfg.hacks = {}
+        if cfg.loss.get("gradient_penalty") and cfg.model.d_norm == "batch":
+            # SPEC: a critic under a gradient penalty must not use batch norm, which couples the
+            # samples whose per-sample gradient norms the penalty constrains.
+            log.warning("model.d_norm=batch replaced by layer norm: loss=%s has a gradient "
+                        "penalty (set model.d_norm=none for no normalisation)", cfg.loss.name)
+            cfg.model.d_norm = "layer"
+    return cfg
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` picks CUDA when present, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError("device", f"{name} asked for, but CUDA is not available here",
+                          "use device=auto or device=cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise ConfigError("device", f"unknown device '{name}'", "use auto, cpu or cuda")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # seeds CUDA too
+
+
+def set_threads(threads: int | None) -> None:
+    """Torch intra-op threads; parallel launchers give each job its share of the cores."""
+    if threads:
+        torch.set_num_threads(int(threads))
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+
+
+def _names(value: object) -> Iterable[str]:
+    if isinstance(value, list | tuple):
+        for item in value:
+            yield from _names(item)
+    elif isinstance(value, str):
+        yield value
+
+
+def check_group_choices(args: Sequence[str], conf_dir: Path) -> None:
+    """Refuse `group=option` overrides naming an option that has no YAML file, in one line that
+    lists the valid options (Hydra's own message, the fallback, spans a dozen lines)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    candidates = [a for a in args if not a.startswith("-") and "=" in a]
+    try:
+        overrides = OverridesParser.create().parse_overrides(candidates)
+    except HydraException:
+        return  # malformed: Hydra explains the syntax error itself
+    for override in overrides:
+        group = override.key_or_group
+        folder = Path(conf_dir) / group
+        if override.is_delete() or group.startswith("hydra") or not folder.is_dir():
+            continue
+        value = override.value()
+        if override.is_sweep_override():
+            try:
+                value = list(override.sweep_iterator())
+            except Exception:  # glob / range sweeps: leave them to Hydra
+                continue
+        options = sorted(p.stem for p in folder.glob("*.yaml"))
+        for name in _names(value):
+            if name not in options and name != "null":
+                raise ConfigError(group, f"no option '{name}' in config group '{group}'",
+                                  f"choose from {', '.join(options)}")

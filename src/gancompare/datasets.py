@@ -1,0 +1,212 @@
+"""The `data` group: every data set as one tensor on the training device.
+
+Images are stored as uint8 [N, C, H, W] at the model's resolution and turned into floats in
+[-1, 1] per batch; 2-D mixtures as float32 [N, 2]. Batches are random draws (with replacement,
+as in the failure-modes tutorial), so the hot loop never touches the host.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig, OmegaConf
+from torch import Tensor
+
+from gancompare import data_sources
+from gancompare.errors import ConfigError
+from gancompare.mixtures import MIXTURES, GaussianMixture
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
+SOURCES = ("mnist", "fashion-mnist", "image-folder", "mixture", "stacked-mnist")
+ZALANDO_HELP = (
+    "download the Kaggle data set 'dqmonn/zalando-store-crawl' "
+    "(https://www.kaggle.com/datasets/dqmonn/zalando-store-crawl, or `kaggle datasets download "
+    "-d dqmonn/zalando-store-crawl`), unzip it into that folder (sub-folders are read "
+    "recursively), or point data.path=/your/image/folder"
+)
+
+
+@dataclass
+class Dataset:
+    name: str
+    train: Tensor  # uint8 [N, C, H, W] or float32 [N, 2], on the training device
+    test: Tensor  # held-out split in the same format (the evaluation reference), on the CPU
+    train_labels: Tensor | None = None
+    test_labels: Tensor | None = None
+    num_classes: int | None = None
+    mixture: GaussianMixture | None = None
+
+    @property
+    def is_image(self) -> bool:
+        return self.train.dim() == 4
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.train.shape[1:])
+
+    def __len__(self) -> int:
+        return self.train.shape[0]
+
+    def sample(self, n: int) -> Tensor:
+        """A random batch of n training samples, as the models see them."""
+        idx = torch.randint(len(self), (n,), device=self.train.device)
+        return to_model_space(self.train[idx])
+
+
+def to_model_space(x: Tensor) -> Tensor:
+    """uint8 pixels -> floats in [-1, 1]; points pass through."""
+    if x.dtype == torch.uint8:
+        return x.float().div_(127.5).sub_(1.0)
+    return x.float()
+
+
+def resize(images: Tensor, resolution: int) -> Tensor:
+    """uint8 [N, C, H, W] -> uint8 [N, C, R, R] (bilinear, antialiased), in chunks."""
+    if images.shape[-2:] == (resolution, resolution):
+        return images
+    out = [F.interpolate(chunk.float(), size=(resolution, resolution), mode="bilinear",
+                         antialias=True, align_corners=False).round_().clamp_(0, 255).byte()
+           for chunk in images.split(4096)]
+    return torch.cat(out)
+
+
+def load_dataset(cfg: DictConfig, resolution: int | None, device: torch.device) -> Dataset:
+    """The data set of `cfg` (= cfg.data), images resized to `resolution` when it is set.
+    Kept in memory per process: a sweep's jobs on one launcher process load it once."""
+    key = json.dumps(OmegaConf.to_container(cfg, resolve=True), sort_keys=True)
+    data = _load_on_cpu(key, resolution)
+    return replace(data, train=data.train.to(device))
+
+
+@functools.lru_cache(maxsize=4)
+def _load_on_cpu(cfg_json: str, resolution: int | None) -> Dataset:
+    cfg = OmegaConf.create(json.loads(cfg_json))
+    source = cfg.source
+    if source in ("mnist", "fashion-mnist"):
+        data = _torchvision_mnist(cfg, source)
+    elif source == "stacked-mnist":
+        data = _stacked_mnist(cfg)
+    elif source == "image-folder":
+        data = _image_folder(cfg)
+    elif source == "mixture":
+        data = _mixture(cfg)
+    else:
+        raise ConfigError("data.source", f"unknown source '{source}'",
+                          f"choose one of {', '.join(SOURCES)}")
+    if data.is_image and resolution is not None:
+        data.train, data.test = resize(data.train, resolution), resize(data.test, resolution)
+    return data
+
+
+def _torchvision_mnist(cfg: DictConfig, source: str) -> Dataset:
+    from torchvision import datasets
+
+    root = Path(cfg.root)
+    if source == "mnist":
+        data_sources.ensure_mnist(root, log.info)
+        cls = datasets.MNIST
+    else:
+        data_sources.ensure_fashion_mnist(root, log.info)
+        cls = datasets.FashionMNIST
+    splits = []
+    for train in (True, False):
+        ds = cls(str(root), train=train, download=False)
+        images, labels = ds.data.unsqueeze(1), ds.targets
+        if cfg.get("classes") is not None:
+            keep = torch.isin(labels, torch.tensor(list(cfg.classes)))
+            if not keep.any():
+                raise ConfigError("data.classes", f"no {source} image has a class in "
+                                  f"{list(cfg.classes)}", "use class indices 0-9")
+            images, labels = images[keep], labels[keep]
+        splits.append((images, labels))
+    (train, train_labels), (test, test_labels) = splits
+    return Dataset(cfg.name, train, test, train_labels, test_labels, num_classes=10)
+
+
+def _stacked_mnist(cfg: DictConfig) -> Dataset:
+    """Three random MNIST digits as the R, G, B channels: 1,000 modes (Metz et al. 2017)."""
+    from torchvision import datasets
+
+    data_sources.ensure_mnist(Path(cfg.root), log.info)
+    generator = np.random.default_rng(cfg.seed)
+    splits = []
+    for train, n in ((True, cfg.n_samples), (False, cfg.n_test_samples)):
+        ds = datasets.MNIST(str(cfg.root), train=train, download=False)
+        idx = torch.from_numpy(generator.integers(0, len(ds.targets), size=(n, 3)))
+        images = ds.data[idx]  # [n, 3, 28, 28]
+        digits = ds.targets[idx]
+        splits.append((images, digits[:, 0] * 100 + digits[:, 1] * 10 + digits[:, 2]))
+    (train, train_labels), (test, test_labels) = splits
+    return Dataset(cfg.name, train, test, train_labels, test_labels, num_classes=1000)
+
+
+def _mixture(cfg: DictConfig) -> Dataset:
+    if cfg.mixture not in MIXTURES:
+        raise ConfigError("data.mixture", f"unknown mixture '{cfg.mixture}'",
+                          f"choose one of {', '.join(MIXTURES)}")
+    mixture = MIXTURES[cfg.mixture]()
+    generator = torch.Generator().manual_seed(int(cfg.seed))
+    train = mixture.sample(int(cfg.n_samples), generator)
+    test = mixture.sample(int(cfg.n_test_samples), generator)
+    return Dataset(cfg.name, train, test, mixture=mixture)
+
+
+def _image_folder(cfg: DictConfig) -> Dataset:
+    folder = Path(cfg.path)
+    if not folder.is_dir():
+        raise ConfigError("data.path", f"image folder {folder} does not exist", ZALANDO_HELP)
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise ConfigError("data.path", f"no .jpg/.jpeg/.png image under {folder}", ZALANDO_HELP)
+    resolution = int(cfg.resolution)
+    images = _cached_folder_tensor(files, folder, resolution, Path(cfg.root) / "cache")
+    # No official split: the evaluation reference is the training folder itself.
+    return Dataset(cfg.name, images, images)
+
+
+def _cached_folder_tensor(files: list[Path], folder: Path, resolution: int, cache: Path) -> Tensor:
+    """Decoding ~16k photos takes minutes, so the resized tensor is cached, keyed by the files."""
+    key = hashlib.sha1(f"{folder.resolve()}|{resolution}".encode())
+    for f in files:
+        stat = f.stat()
+        key.update(f"{f.relative_to(folder)}|{stat.st_size}|{stat.st_mtime_ns}".encode())
+    path = cache / f"image-folder-{key.hexdigest()[:16]}-{resolution}.pt"
+    if path.is_file():
+        return torch.load(path)
+    log.info("Decoding %d images from %s at %d×%d (cached afterwards in %s)",
+             len(files), folder, resolution, resolution, path)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        decoded = list(pool.map(lambda f: _read_image(f, resolution), files))
+    good = [d for d in decoded if d is not None]
+    if len(good) < len(decoded):
+        log.warning("Skipped %d unreadable image files under %s", len(decoded) - len(good), folder)
+    if not good:
+        raise ConfigError("data.path", f"no readable image under {folder}", ZALANDO_HELP)
+    images = torch.from_numpy(np.stack(good)).permute(0, 3, 1, 2).contiguous()
+    cache.mkdir(parents=True, exist_ok=True)
+    torch.save(images, path.with_suffix(".tmp"))
+    path.with_suffix(".tmp").replace(path)
+    return images
+
+
+def _read_image(path: Path, resolution: int) -> np.ndarray | None:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            img.draft("RGB", (resolution * 2, resolution * 2))  # fast JPEG downscale on decode
+            rgb = img.convert("RGB").resize((resolution, resolution), Image.Resampling.BICUBIC)
+            return np.asarray(rgb, dtype=np.uint8)
+    except (OSError, UnidentifiedImageError):
+        return None

@@ -1,0 +1,91 @@
+"""The `hacks` group: D's label targets (smoothing, noisy) and how D sees a batch (separate-batches).
+
+Hacks compose: `hacks=[smoothing,noisy]` merges both option files under `cfg.hacks`.
+- smoothing: real labels drawn uniformly from `real` (default [0.7, 1.2], ganhacks); fake labels
+  from `fake` when set (two-sided), else 0.
+- noisy: each of D's labels is flipped with probability `flip` (default 0.05): a flipped real
+  sample gets a fake label and a flipped fake sample a real one (drawn as above).
+- separate-batches: D is updated on an all-real and an all-fake batch, `optimizer_steps` (2, as in
+  the failure-modes tutorial; 1 accumulates both passes into one step, as in PyTorch's DCGAN
+  example). Without it D sees one concatenated real+fake batch and takes one step.
+Label hacks mean nothing for a critic (WGAN, WGAN-GP take no labels) and are refused for one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from gancompare.errors import ConfigError
+
+LABEL_HACKS = ("smoothing", "noisy")
+KNOWN_HACKS = ("smoothing", "noisy", "separate-batches")
+
+
+@dataclass(frozen=True)
+class LabelRange:
+    low: float
+    high: float
+
+    def draw(self, n: int, device: torch.device) -> Tensor:
+        if self.low == self.high:
+            return torch.full((n,), float(self.low), device=device)
+        return torch.empty(n, device=device).uniform_(self.low, self.high)
+
+
+class Labels:
+    """D's targets for a real and a fake batch, with the label hacks applied."""
+
+    def __init__(self, hacks: Mapping, device: torch.device) -> None:
+        smoothing = hacks.get("smoothing")
+        noisy = hacks.get("noisy")
+        self.real = _range(smoothing["real"], "hacks.smoothing.real") if smoothing else LabelRange(1, 1)
+        fake = smoothing.get("fake") if smoothing else None
+        self.fake = _range(fake, "hacks.smoothing.fake") if fake is not None else LabelRange(0, 0)
+        self.flip = float(noisy["flip"]) if noisy else 0.0
+        if not 0.0 <= self.flip <= 0.5:
+            raise ConfigError("hacks.noisy.flip", f"{self.flip} is not a fraction in [0, 0.5]",
+                              "set e.g. hacks.noisy.flip=0.05")
+        self.device = device
+
+    def __call__(self, n_real: int, n_fake: int) -> tuple[Tensor, Tensor]:
+        real = self.real.draw(n_real, self.device)
+        fake = self.fake.draw(n_fake, self.device)
+        if self.flip > 0:
+            real = torch.where(self._flips(n_real), self.fake.draw(n_real, self.device), real)
+            fake = torch.where(self._flips(n_fake), self.real.draw(n_fake, self.device), fake)
+        return real, fake
+
+    def _flips(self, n: int) -> Tensor:
+        return torch.rand(n, device=self.device) < self.flip
+
+
+def _range(value, key: str) -> LabelRange:
+    try:
+        low, high = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise ConfigError(key, f"{value!r} is not a [low, high] pair", f"set e.g. {key}=[0.7,1.2]")
+    if low > high:
+        raise ConfigError(key, f"low {low} is above high {high}", f"set e.g. {key}=[0.7,1.2]")
+    return LabelRange(low, high)
+
+
+def check_hacks(hacks: Mapping, uses_labels: bool, objective: str) -> None:
+    """Refuse a hack that means nothing for the chosen loss, instead of half-applying it."""
+    for name in hacks:
+        if name not in KNOWN_HACKS:
+            raise ConfigError("hacks", f"unknown hack '{name}'",
+                              f"choose any subset of {', '.join(KNOWN_HACKS)}")
+    label_hacks = [h for h in LABEL_HACKS if h in hacks]
+    if label_hacks and not uses_labels:
+        raise ConfigError(
+            "hacks", f"{'+'.join(label_hacks)} changes D's labels, but loss.objective={objective} "
+            "is a critic without labels", f"drop {', '.join(label_hacks)} from hacks=[...] or use "
+            "a loss with labels (minimax, non-saturating, lsgan)")
+    steps = hacks.get("separate-batches", {}).get("optimizer_steps", 2)
+    if steps not in (1, 2):
+        raise ConfigError("hacks.separate-batches.optimizer_steps", f"{steps} is not 1 or 2",
+                          "use 2 (one step per batch) or 1 (one step for both)")

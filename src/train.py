@@ -1,0 +1,59 @@
+"""Train a GAN: `python src/train.py [group=option ...] [key=value ...]`, `-m` for a sweep.
+
+Composes conf/train.yaml (the stable baseline) with the overrides, trains into the Hydra run
+directory and writes the verdict. Bad input ends with one line that names the key and the fix.
+In a multirun, a job that fails or diverges is recorded in its run directory and the sweep goes
+on; the sweep's report lists it.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+import gancompare  # noqa: F401  (sets PROJECT_ROOT for the configs)
+from gancompare.config import check_group_choices, set_threads
+from gancompare.errors import ConfigError
+from gancompare.sweep import record_failure, threads_per_job
+from gancompare.trainer import train
+
+log = logging.getLogger("train")
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+def main(cfg: DictConfig) -> None:
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    set_threads(cfg.trainer.threads or threads_per_job(hydra_cfg))
+    name = hydra_cfg.job.override_dirname or "baseline"
+    group = Path(hydra_cfg.sweep.dir).name if multirun else None
+    try:
+        train(cfg, run_dir, wandb_name=name, wandb_group=group)
+    except ConfigError as error:
+        if multirun:
+            record_failure(run_dir, cfg, error)
+            log.error("Job %s refused: %s", name, error)
+            return
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except Exception as error:
+        if not multirun:
+            raise
+        record_failure(run_dir, cfg, error)
+        log.exception("Job %s failed; the sweep goes on", name)
+
+
+if __name__ == "__main__":
+    try:
+        check_group_choices(sys.argv[1:], Path(__file__).resolve().parents[1] / "conf")
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    main()

@@ -1,0 +1,67 @@
+"""Shared fixtures: configs through Hydra's compose API, the real data, a small image folder."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig, open_dict
+from PIL import Image
+
+import gancompare
+from gancompare import data_sources
+
+ROOT = gancompare.PROJECT_ROOT
+CONF = ROOT / "conf"
+DATA_ROOT = ROOT / "data"
+
+# Tests never touch W&B unless they ask for it, keep runs quiet and evaluations small.
+QUIET = ["logger.wandb.mode=disabled", "trainer.progress_bar=false"]
+NO_EVAL = ["eval.every_epoch=false", "eval.final_samples=0"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def real_data() -> Path:
+    """MNIST and Fashion-MNIST in place (the README's set-up does this; idempotent)."""
+    data_sources.ensure_all(DATA_ROOT)
+    return DATA_ROOT
+
+
+def make_cfg(*overrides: str, quiet: bool = True) -> DictConfig:
+    """The config `python src/train.py <overrides>` would run."""
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=[*(QUIET if quiet else []), *overrides])
+    with open_dict(cfg):  # the hydra node is only for the launcher
+        cfg.pop("hydra", None)
+    return cfg
+
+
+def write_image_folder(folder: Path, n: int = 12, seed: int = 0) -> Path:
+    """A small zalando-like folder: colour photos of mixed sizes and formats, nested."""
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        sub = folder / ("dresses" if i % 2 else "shirts") / ("a" if i % 3 else "")
+        sub.mkdir(parents=True, exist_ok=True)
+        h, w = (87, 60) if i % 2 else (120, 90)
+        pixels = rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(sub / f"img{i}.{'jpg' if i % 2 else 'png'}")
+    (folder / "notes.txt").write_text("not an image")
+    return folder
+
+
+@pytest.fixture
+def zalando_dir(tmp_path: Path) -> Path:
+    return write_image_folder(tmp_path / "zalando")
+
+
+def run_cli(*args: str, cwd: Path = ROOT, env: dict | None = None,
+            timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run a project entrypoint the way a user does."""
+    environment = {**os.environ, "WANDB_MODE": "disabled", "HYDRA_FULL_ERROR": "0", **(env or {})}
+    return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True,
+                          env=environment, timeout=timeout)

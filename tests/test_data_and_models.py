@@ -1,0 +1,153 @@
+"""Data sets (real files, offline set-up) and the SPEC architectures."""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+from torch import nn
+
+from gancompare import data_sources
+from gancompare.datasets import load_dataset
+from gancompare.errors import ConfigError
+from gancompare.models import build_models
+
+from conftest import DATA_ROOT, make_cfg, write_image_folder
+
+CPU = torch.device("cpu")
+
+
+def data(*overrides, resolution=None):
+    return load_dataset(make_cfg(*overrides).data, resolution, CPU)
+
+
+def test_mnist8_is_the_5851_training_eights_in_minus_one_to_one():
+    mnist8 = data("data=mnist8")
+    assert len(mnist8) == 5851 and mnist8.shape == (1, 28, 28)
+    assert set(mnist8.train_labels.unique().tolist()) == {8} and len(mnist8.test) == 974
+    batch = mnist8.sample(256)
+    assert batch.min() >= -1 and batch.max() <= 1 and batch.min() == -1 and batch.max() == 1
+
+
+def test_fashion_is_the_full_training_set_and_resizes_for_dcgan64():
+    fashion = data("data=fashion")
+    assert len(fashion) == 60000 and len(fashion.test) == 10000 and fashion.num_classes == 10
+    big = data("data=fashion", resolution=64)
+    assert big.shape == (1, 64, 64)
+    # Resizing keeps the picture: mean intensity of each image barely moves.
+    assert torch.allclose(big.train[:100].float().mean((1, 2, 3)),
+                          fashion.train[:100].float().mean((1, 2, 3)), atol=2.0)
+
+
+def test_setup_files_match_the_pinned_checksums():
+    for name in data_sources.FASHION_GZ_SHA256:
+        raw = DATA_ROOT / "FashionMNIST" / "raw" / name.removesuffix(".gz")
+        assert raw.stat().st_size == data_sources.IDX_FILES[raw.name]
+    assert data_sources.is_complete(DATA_ROOT / "MNIST" / "raw")
+    cached = DATA_ROOT / "cache" / "mnist.pkl.gz"
+    if cached.is_file():
+        assert data_sources.sha256(cached) == data_sources.MNIST_PICKLE_SHA256
+
+
+def test_a_tampered_source_is_never_used(tmp_path):
+    source = tmp_path / "mnist.pkl.gz"
+    with gzip.open(source, "wb") as f:
+        f.write(b"not the real pickle")
+    with pytest.raises(RuntimeError, match="does not match the pinned"):
+        data_sources.verify_sha256(source, data_sources.MNIST_PICKLE_SHA256)
+
+
+def test_mnist_setup_rebuilds_the_idx_files_from_the_verified_pickle(tmp_path):
+    cached = DATA_ROOT / "cache" / "mnist.pkl.gz"
+    if not cached.is_file():
+        pytest.skip("MNIST came from another source on this machine")
+    (tmp_path / "cache").mkdir()
+    shutil.copy(cached, tmp_path / "cache" / "mnist.pkl.gz")
+    raw = data_sources.ensure_mnist(tmp_path, log=lambda message: None)
+    for name in data_sources.IDX_FILES:
+        assert (raw / name).read_bytes() == (DATA_ROOT / "MNIST" / "raw" / name).read_bytes()
+
+
+def test_image_folders_are_read_recursively_and_resized(tmp_path):
+    folder = write_image_folder(tmp_path / "photos", n=10)
+    photos = data("data=zalando", f"data.path={folder}", f"data.root={tmp_path}")
+    assert len(photos) == 10 and photos.shape == (3, 64, 64)
+    assert any((tmp_path / "cache").glob("image-folder-*-64.pt"))  # decoded once, then cached
+    small = data("data=zalando", f"data.path={folder}", f"data.root={tmp_path}", resolution=28)
+    assert small.shape == (3, 28, 28)
+
+
+def test_mixtures_have_the_pacgan_modes():
+    ring = data("data=ring8")
+    assert len(ring) == 100000 and ring.shape == (2,) and ring.mixture.n_modes == 8
+    radius = ring.train.norm(dim=1)
+    assert radius.mean().item() == pytest.approx(1.0, abs=0.01)
+    grid = data("data=grid25")
+    assert grid.mixture.n_modes == 25
+    assert sorted(set(np.round(grid.mixture.means[:, 0]).tolist())) == [-4, -2, 0, 2, 4]
+    assert grid.train.abs().max() < 4.5
+
+
+def test_stacked_mnist_stacks_three_digits():
+    stacked = data("data=stacked-mnist")
+    assert stacked.shape == (3, 28, 28) and stacked.num_classes == 1000
+    assert len(stacked.train_labels.unique()) > 990  # 60k stacks cover nearly every mode
+
+
+@pytest.mark.parametrize("arch, shape", [("mlp", (1, 28, 28)), ("mlp", (2,)),
+                                         ("mlp", (3, 64, 64)), ("dcgan28", (1, 28, 28)),
+                                         ("dcgan28", (3, 28, 28)), ("dcgan64", (3, 64, 64)),
+                                         ("dcgan64", (1, 64, 64))])
+def test_architectures_map_latents_to_data_and_data_to_one_logit(arch, shape):
+    cfg = make_cfg(f"model={arch}").model
+    g, d = build_models(arch, shape, cfg.latent_dim, cfg.d_norm, cfg.g_norm, 0.02,
+                        image_output=len(shape) == 3)
+    fake = g(torch.randn(4, cfg.latent_dim))
+    assert fake.shape == (4, *shape)
+    if len(shape) == 3:
+        assert fake.abs().max() <= 1  # tanh
+    assert d(fake).shape == (4,)
+
+
+def test_weights_start_normal_with_std_002():
+    g, d = build_models("dcgan28", (1, 28, 28), 50, "batch", "none", 0.02, True)
+    convs = [m.weight for m in d.modules() if isinstance(m, nn.Conv2d)]
+    weights = torch.cat([w.flatten() for w in convs])
+    assert weights.std().item() == pytest.approx(0.02, rel=0.05)
+    assert any(isinstance(m, nn.BatchNorm2d) for m in d.modules())
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in g.modules())
+
+
+def test_dcgan28_matches_the_spec_layer_by_layer():
+    g, d = build_models("dcgan28", (1, 28, 28), 50, "none", "none", 0.02, True)
+    convs = [m for m in d.modules() if isinstance(m, nn.Conv2d)]
+    assert [(c.out_channels, c.kernel_size, c.stride) for c in convs] == [(64, (4, 4), (2, 2))] * 2
+    tconvs = [m for m in g.modules() if isinstance(m, nn.ConvTranspose2d)]
+    assert [(c.out_channels, c.kernel_size, c.stride) for c in tconvs] == \
+        [(128, (4, 4), (2, 2))] * 2
+    assert g[0].in_features == 50 and g[0].out_features == 128 * 7 * 7
+
+
+def test_a_gradient_penalty_swaps_batch_norm_for_layer_norm():
+    from gancompare.config import effective_config
+
+    cfg = effective_config(make_cfg("model=dcgan64", "loss=wgan-gp"))
+    assert cfg.model.d_norm == "layer"
+    assert effective_config(make_cfg("model=dcgan64", "loss=lsgan")).model.d_norm == "batch"
+
+
+def test_dcgan_refuses_point_data():
+    with pytest.raises(ConfigError, match="model: dcgan64 needs 64×64 images.*model=mlp"):
+        build_models("dcgan64", (2,), 100, "batch", "none", 0.02, False)
+
+
+def test_every_config_option_composes():
+    for group in ("model", "loss", "data", "hacks"):
+        for option in sorted(p.stem for p in (DATA_ROOT.parent / "conf" / group).glob("*.yaml")):
+            value = f"[{option}]" if group == "hacks" else option
+            cfg = make_cfg(f"{group}={value}")
+            OmegaConf.to_container(cfg, resolve=True)
