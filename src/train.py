@@ -20,7 +20,7 @@ from omegaconf import DictConfig
 import gancompare  # noqa: F401  (sets PROJECT_ROOT for the configs)
 from gancompare.config import check_group_choices, set_threads
 from gancompare.errors import ConfigError
-from gancompare.sweep import record_failure, threads_per_job
+from gancompare.sweep import job_name, record_failure, threads_per_job
 from gancompare.trainer import train
 
 log = logging.getLogger("train")
@@ -32,7 +32,7 @@ def main(cfg: DictConfig) -> None:
     run_dir = Path(hydra_cfg.runtime.output_dir)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     set_threads(cfg.trainer.threads or threads_per_job(hydra_cfg))
-    name = hydra_cfg.job.override_dirname or "baseline"
+    name = job_name(hydra_cfg, multirun)
     group = Path(hydra_cfg.sweep.dir).name if multirun else None
     try:
         train(cfg, run_dir, wandb_name=name, wandb_group=group)

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import pytest
-
-from gancompare.errors import ConfigError
-from gancompare.trainer import train
+from conftest import CONF, NO_EVAL, make_cfg, run_cli, write_image_folder
 
 from gancompare.config import check_group_choices
-
-from conftest import CONF, NO_EVAL, make_cfg, run_cli, write_image_folder
+from gancompare.errors import ConfigError
+from gancompare.trainer import train
 
 CASES = [
     (["loss=wgan-xx"], "loss", ["lsgan", "minimax", "non-saturating", "wasserstein", "wgan-gp"]),

@@ -8,6 +8,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from conftest import DATA_ROOT, make_cfg, write_image_folder
 from omegaconf import OmegaConf
 from torch import nn
 
@@ -15,8 +16,6 @@ from gancompare import data_sources
 from gancompare.datasets import load_dataset
 from gancompare.errors import ConfigError
 from gancompare.models import build_models
-
-from conftest import DATA_ROOT, make_cfg, write_image_folder
 
 CPU = torch.device("cpu")
 

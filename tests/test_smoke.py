@@ -10,11 +10,10 @@ import math
 import shutil
 
 import pytest
+from conftest import NO_EVAL, make_cfg, write_image_folder
 
 from gancompare.errors import ConfigError
 from gancompare.trainer import train
-
-from conftest import NO_EVAL, make_cfg, write_image_folder
 
 MODELS = ["mlp", "dcgan28", "dcgan64"]
 LOSSES = ["minimax", "non-saturating", "wasserstein", "wgan-gp", "lsgan"]

@@ -10,11 +10,10 @@ import sys
 
 import pytest
 import torch
+from conftest import NO_EVAL, ROOT, make_cfg
 
 from gancompare import checkpoint, losses
 from gancompare.trainer import train
-
-from conftest import NO_EVAL, ROOT, make_cfg
 
 TINY = [*NO_EVAL, "trainer.batch_size=16"]
 
@@ -28,7 +27,8 @@ def test_the_default_config_is_the_stable_baseline():
     cfg = make_cfg()
     assert (cfg.model.arch, cfg.loss.objective, cfg.data.name) == ("dcgan28", "non-saturating",
                                                                    "mnist8")
-    assert list(cfg.hacks) == ["separate-batches"] and cfg.hacks["separate-batches"].optimizer_steps == 2
+    assert list(cfg.hacks) == ["separate-batches"]
+    assert cfg.hacks["separate-batches"].optimizer_steps == 2
     assert cfg.trainer.batch_size == 128 and cfg.model.latent_dim == 50
     for net in ("d", "g"):
         opt = cfg.loss.optimizer[net]

@@ -82,7 +82,7 @@ def resolve_device(name: str) -> torch.device:
     try:
         return torch.device(name)
     except RuntimeError:
-        raise ConfigError("device", f"unknown device '{name}'", "use auto, cpu or cuda")
+        raise ConfigError("device", f"unknown device '{name}'", "use auto, cpu or cuda") from None
 
 
 def seed_everything(seed: int) -> None:

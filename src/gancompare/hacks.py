@@ -1,4 +1,5 @@
-"""The `hacks` group: D's label targets (smoothing, noisy) and how D sees a batch (separate-batches).
+"""The `hacks` group: D's label targets (smoothing, noisy) and how D sees a batch
+(separate-batches).
 
 Hacks compose: `hacks=[smoothing,noisy]` merges both option files under `cfg.hacks`.
 - smoothing: real labels drawn uniformly from `real` (default [0.7, 1.2], ganhacks); fake labels
@@ -42,7 +43,8 @@ class Labels:
     def __init__(self, hacks: Mapping, device: torch.device) -> None:
         smoothing = hacks.get("smoothing")
         noisy = hacks.get("noisy")
-        self.real = _range(smoothing["real"], "hacks.smoothing.real") if smoothing else LabelRange(1, 1)
+        self.real = (_range(smoothing["real"], "hacks.smoothing.real") if smoothing
+                     else LabelRange(1, 1))
         fake = smoothing.get("fake") if smoothing else None
         self.fake = _range(fake, "hacks.smoothing.fake") if fake is not None else LabelRange(0, 0)
         self.flip = float(noisy["flip"]) if noisy else 0.0
@@ -67,7 +69,8 @@ def _range(value, key: str) -> LabelRange:
     try:
         low, high = (float(v) for v in value)
     except (TypeError, ValueError):
-        raise ConfigError(key, f"{value!r} is not a [low, high] pair", f"set e.g. {key}=[0.7,1.2]")
+        raise ConfigError(key, f"{value!r} is not a [low, high] pair",
+                          f"set e.g. {key}=[0.7,1.2]") from None
     if low > high:
         raise ConfigError(key, f"low {low} is above high {high}", f"set e.g. {key}=[0.7,1.2]")
     return LabelRange(low, high)

@@ -37,10 +37,10 @@ def init_weights(module: nn.Module, std: float) -> None:
             nn.init.normal_(m.weight, 0.0, std)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d | nn.BatchNorm1d | nn.GroupNorm | nn.LayerNorm):
-            if m.weight is not None:
-                nn.init.normal_(m.weight, 1.0, std)
-                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d | nn.BatchNorm1d | nn.GroupNorm | nn.LayerNorm) \
+                and m.weight is not None:
+            nn.init.normal_(m.weight, 1.0, std)
+            nn.init.zeros_(m.bias)
 
 
 class Discriminator(nn.Module):

@@ -53,13 +53,44 @@ def collect(sweep_dir: Path) -> list[dict[str, Any]]:
     return sorted(jobs, key=lambda j: (len(j["dir"].name), j["dir"].name))
 
 
+SWEPT_KEYS_FILE = "swept_keys.json"
+
+
+def swept_keys(hydra_cfg: DictConfig) -> list[str]:
+    """The keys a multirun varies: sweep overrides of the command line (`loss=a,b`) and the
+    `hydra.sweeper.params` of a sweep config."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    keys = [o.key_or_group for o in OverridesParser.create().parse_overrides(
+        list(hydra_cfg.overrides.task)) if o.is_sweep_override()]
+    keys += list(OmegaConf.select(hydra_cfg, "sweeper.params") or {})
+    return list(dict.fromkeys(keys))
+
+
+def job_name(hydra_cfg: DictConfig, multirun: bool) -> str:
+    """A run's W&B name: the overrides the sweep varies for this job (`loss=lsgan,seed=1`),
+    or all overrides of a single run."""
+    overrides = list(hydra_cfg.overrides.task)
+    swept_file = Path(hydra_cfg.sweep.dir) / SWEPT_KEYS_FILE
+    if multirun and swept_file.is_file():
+        swept = set(json.loads(swept_file.read_text()))
+        overrides = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") in swept]
+    return ",".join(overrides) or "baseline"
+
+
 class SweepReport(Callback):
-    """At the end of a multirun, list every job with its status and verdict."""
+    """Records what a multirun sweeps (for the jobs' names), and at its end lists every job
+    with its status and verdict."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        (sweep_dir / SWEPT_KEYS_FILE).write_text(json.dumps(swept_keys(config.hydra)))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         jobs = collect(sweep_dir)
-        lines = [f"| job | overrides | status | verdict |", "|---|---|---|---|"]
+        lines = ["| job | overrides | status | verdict |", "|---|---|---|---|"]
         for job in jobs:
             detail = job.get("error") or job.get("verdict_evidence", {}).get("reason", "")
             lines.append(f"| {job['dir'].name} | {' '.join(job['overrides'])} | {job['status']} "

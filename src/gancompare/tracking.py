@@ -6,6 +6,7 @@ so a failing W&B becomes one warning and the run goes on without it.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import logging
 import math
@@ -27,8 +28,10 @@ class MetricsCsv:
         self.path = Path(path)
         self.columns: list[str] = []
         if keep_until_step is not None and self.path.is_file():
-            # Resuming: drop rows written after the checkpoint, they will be trained again.
-            rows = [r for r in self.read(self.path) if int(float(r["step"])) <= keep_until_step]
+            # Resuming: drop rows written after the checkpoint (they are trained again) and a
+            # row torn by a kill mid-write (fields missing).
+            rows = [r for r in self.read(self.path) if None not in r.values() and None not in r
+                    and int(float(r["step"])) <= keep_until_step]
             self.columns = list(rows[0].keys()) if rows else []
             self._rewrite(rows)
         elif self.path.is_file():
@@ -138,7 +141,5 @@ class WandbRun:
         log.warning("W&B disabled: %s", error)
         run, self.run = self.run, None
         if run is not None:
-            try:
+            with contextlib.suppress(Exception):
                 run.finish(exit_code=1)
-            except Exception:
-                pass

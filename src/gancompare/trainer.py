@@ -146,7 +146,8 @@ class GAN:
 
     def generator_update(self) -> dict[str, Tensor]:
         with frozen(self.discriminator):
-            loss = self.objective.g(self.discriminator(self.generator(self.latent(self.batch_size))))
+            fake = self.generator(self.latent(self.batch_size))
+            loss = self.objective.g(self.discriminator(fake))
             self.g_optimizer.zero_grad(set_to_none=True)
             loss.backward()
         norm = grad_norm(self.generator)
@@ -252,7 +253,8 @@ class Run:
         gan = self.gan
         state = {
             "step": step, "epoch": epoch,
-            "generator": gan.generator.state_dict(), "discriminator": gan.discriminator.state_dict(),
+            "generator": gan.generator.state_dict(),
+            "discriminator": gan.discriminator.state_dict(),
             "g_optimizer": gan.g_optimizer.state_dict(),
             "d_optimizer": gan.d_optimizer.state_dict(),
             "rng": checkpoint.rng_state(), "fixed_z": self.fixed_z.cpu(),
@@ -415,8 +417,9 @@ def evaluate_run(run_dir: Path, checkpoint_path: Path | None = None, samples: in
     summary_path = run_dir / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
     divergence = None
-    if summary.get("status") == "diverged":
-        divergence = summary["verdict_evidence"]["values"] | {"step": summary["verdict_evidence"]["step"]}
+    if summary.get("status") == "diverged":  # keep the verdict: the checkpoint predates the NaN
+        evidence = summary["verdict_evidence"]
+        divergence = {"step": evidence["step"], "columns": evidence["values"]["columns"]}
     verdict = judge(history, figures, critic=not gan.objective.uses_labels, divergence=divergence,
                     rules=cfg.verdict, known=evaluator.known)
     summary.update({"eval": figures, "verdict": verdict["verdict"], "verdict_evidence": verdict,

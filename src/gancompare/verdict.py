@@ -155,7 +155,8 @@ def _coverage_rules(figures: Mapping[str, float], rules: Mapping[str, Any],
         return ("low-coverage", f"{coverage[0]}={coverage[1]:.3f}: generated samples cover few "
                 "real neighbourhoods", dict([coverage]))
     classes, reference = _find(figures, "classes"), known.get("classes")
-    if classes and reference and reference >= 2 and classes[1] < rules["min_class_share"] * reference:
+    if classes and reference and reference >= 2 \
+            and classes[1] < rules["min_class_share"] * reference:
         return ("missing-classes", f"{classes[0]}={classes[1]:.0f} of {reference:.0f} classes",
                 dict([classes]))
     return None

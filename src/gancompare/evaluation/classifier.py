@@ -75,14 +75,16 @@ def cache_path(domain: str, root: Path) -> Path:
 
 
 @torch.no_grad()
-def accuracy(model: DomainClassifier, images: Tensor, labels: Tensor, device: torch.device) -> float:
+def accuracy(model: DomainClassifier, images: Tensor, labels: Tensor,
+             device: torch.device) -> float:
     model.eval()
     correct = sum((model(x.to(device)).argmax(1).cpu() == y).sum().item()
                   for x, y in zip(images.split(1000), labels.split(1000), strict=True))
     return correct / len(labels)
 
 
-def train_classifier(domain: str, root: Path, device: torch.device) -> tuple[DomainClassifier, dict]:
+def train_classifier(domain: str, root: Path,
+                     device: torch.device) -> tuple[DomainClassifier, dict]:
     recipe = RECIPES[domain]
     torch.manual_seed(recipe["seed"])
     x_train, y_train = _load_split(domain, root, train=True)

@@ -47,7 +47,8 @@ class Evaluator:
         test_features, test_predictions = self.space(to_model_space(self.data.test))
         n_train = min(len(self.data), int(self.cfg.reference_samples))
         idx = torch.randperm(len(self.data), generator=generator)[:n_train]
-        train_features, _ = self.space(to_model_space(self.data.train[idx.to(self.data.train.device)]))
+        train = self.data.train[idx.to(self.data.train.device)]
+        train_features, _ = self.space(to_model_space(train))
         reference = {"test_stats": metrics.gaussian_stats(test_features),
                      "train_features": train_features,
                      "ndb_bins": metrics.NdbBins.fit(train_features, k=int(self.cfg.ndb_bins))}

@@ -1,0 +1,50 @@
+"""`src/evaluate.py` recomputes a finished run's metrics through the training loop's code path."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import make_cfg, run_cli
+
+from gancompare.trainer import train
+
+LIGHT_EVAL = ["eval.epoch_samples=300", "eval.final_samples=600",
+              "eval.reference_samples=1500", "eval.prdc_samples=600"]
+
+
+def test_evaluate_reproduces_the_final_metrics_and_updates_the_summary(tmp_path):
+    summary = train(make_cfg(*LIGHT_EVAL, "model=mlp", "trainer.max_steps=5",
+                             "trainer.batch_size=32"), tmp_path)
+    final = summary["eval"]
+    assert {"fid_mnist_cnn", "ndb_k_mnist_cnn", "ndb_js_mnist_cnn", "precision_mnist_cnn",
+            "recall_mnist_cnn", "density_mnist_cnn", "coverage_mnist_cnn", "distinct_mnist_cnn",
+            "classes_mnist_cnn", "class_kl_mnist_cnn"} <= set(final)
+    out = run_cli("src/evaluate.py", str(tmp_path), timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    printed = json.loads(out.stdout)
+    updated = json.loads((tmp_path / "summary.json").read_text())
+    for key, value in final.items():
+        if key != "eval_seconds":
+            assert updated["eval"][key] == pytest.approx(value, rel=1e-9), key
+            assert printed[key] == pytest.approx(value, rel=1e-9), key
+    assert updated["evaluated_step"] == 5 and updated["verdict"] == printed["verdict"]
+
+
+def test_evaluate_with_more_samples_and_a_missing_run(tmp_path):
+    out = run_cli("src/evaluate.py", str(tmp_path / "nothing"), timeout=300)
+    assert out.returncode == 2 and out.stderr.startswith("error: run_dir:")
+
+
+def test_epoch_metrics_land_in_the_metrics_file(tmp_path):
+    import csv
+
+    train(make_cfg(*LIGHT_EVAL, "model=mlp", "data=ring8", "trainer.max_steps=3",
+                   "trainer.batch_size=64"), tmp_path)
+    with open(tmp_path / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert rows[-1]["epoch/mixture_modes"] != "" and rows[0]["epoch/mixture_modes"] == ""
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert 0 <= summary["eval"]["mixture_modes"] <= 8
+    assert {"mixture_high_quality", "mixture_reverse_kl", "fid_points"} <= set(summary["eval"])
+    assert (tmp_path / "samples" / "epoch_001.png").is_file()  # the scatter over the modes
