@@ -203,6 +203,18 @@ def _first_non_finite(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
     return None
 
 
+def read_rows(path: Path) -> list[dict[str, float]]:
+    """metrics.csv as rows of floats, empty cells left out."""
+    return [{k: float(v) for k, v in row.items() if v not in ("", None)}
+            for row in MetricsCsv.read(path)] if Path(path).is_file() else []
+
+
+def columns(rows: list[dict[str, float]]) -> dict[str, np.ndarray]:
+    """Rows -> one array per column; NaN where a row has no value (epoch-end metrics)."""
+    keys = list(dict.fromkeys(k for row in rows for k in row))
+    return {k: np.array([row.get(k, np.nan) for row in rows]) for k in keys}
+
+
 class Run:
     """Everything one job writes: metrics, samples, curves, checkpoints, summary, W&B."""
 
@@ -216,16 +228,13 @@ class Run:
         self.rows: list[dict[str, float]] = []
         self._rows_plotted = 0
         if start_step:
-            self.rows = [{k: float(v) for k, v in row.items() if v not in ("", None)}
-                         for row in MetricsCsv.read(self.metrics.path)]
+            self.rows = read_rows(self.metrics.path)
         self.wandb = WandbRun({**cfg.logger.wandb}, run_dir,
                               OmegaConf.to_container(cfg, resolve=True), wandb_name, wandb_group)
 
     @property
     def history(self) -> dict[str, np.ndarray]:
-        """Every column over all steps so far; NaN where a row has no value (epoch metrics)."""
-        keys = list(dict.fromkeys(k for row in self.rows for k in row))
-        return {k: np.array([row.get(k, np.nan) for row in self.rows]) for k in keys}
+        return columns(self.rows)
 
     def write(self, rows: list[dict[str, Any]]) -> None:
         self.metrics.write(rows)
@@ -411,9 +420,7 @@ def evaluate_run(run_dir: Path, checkpoint_path: Path | None = None, samples: in
     started = time.perf_counter()
     figures = evaluator.evaluate(gan.sample, samples or cfg.eval.final_samples)
     figures["eval_seconds"] = time.perf_counter() - started
-    rows = MetricsCsv.read(run_dir / "metrics.csv") if (run_dir / "metrics.csv").is_file() else []
-    history = {k: np.array([float(r[k]) if r.get(k) not in ("", None) else np.nan for r in rows])
-               for k in (rows[0] if rows else {})}
+    history = columns(read_rows(run_dir / "metrics.csv"))
     summary_path = run_dir / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
     divergence = None

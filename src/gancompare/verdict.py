@@ -29,11 +29,12 @@ def _window(history: Mapping[str, np.ndarray], fraction: float) -> slice:
 
 
 def sustained_onset(condition: np.ndarray, steps: np.ndarray, share: float) -> int | None:
-    """First step from which `condition` holds for at least `share` of the remaining steps."""
+    """First step at which `condition` holds and goes on holding for at least `share` of the
+    remaining steps."""
     if len(condition) == 0:
         return None
     from_here = np.cumsum(condition[::-1])[::-1] / np.arange(len(condition), 0, -1)
-    hits = np.flatnonzero(from_here >= share)
+    hits = np.flatnonzero((from_here >= share) & condition)
     return int(steps[hits[0]]) if len(hits) else None
 
 
@@ -91,12 +92,18 @@ def judge(history: Mapping[str, np.ndarray], figures: Mapping[str, float], criti
             d_wins = ((d_loss < rules["d_loss_floor"]) & (acc_real >= rules["d_acc_ceiling"])
                       & (acc_fake >= rules["d_acc_ceiling"]))
             evidence["d_wins_share"] = float(d_wins.mean())
-            onset = sustained_onset(d_wins, steps, rules["sustained"])
-            if onset is not None:
+            # The onset is searched over the whole run; the rule fires when the condition has
+            # been sustained since before the judged window began.
+            all_d = (history["d_loss_real"] + history["d_loss_fake"]) / 2
+            all_wins = ((all_d < rules["d_loss_floor"])
+                        & (history["d_acc_real"] >= rules["d_acc_ceiling"])
+                        & (history["d_acc_fake"] >= rules["d_acc_ceiling"]))
+            onset = sustained_onset(all_wins, history["step"], rules["sustained"])
+            if onset is not None and onset <= steps[0]:
                 return verdict(
                     "convergence-failure", "d-wins",
                     f"D loss ~0 with ~100 % accuracy on real and fake from step {onset} on",
-                    onset, d_loss=float(d_loss.mean()), d_acc_real=float(acc_real.mean()),
+                    int(onset), d_loss=float(d_loss.mean()), d_acc_real=float(acc_real.mean()),
                     d_acc_fake=float(acc_fake.mean()), share=float(d_wins.mean()))
         tail = g_loss[-max(1, len(g_loss) // 5):]
         slope = float(np.polyfit(steps, g_loss, 1)[0]) if len(steps) > 1 else 0.0

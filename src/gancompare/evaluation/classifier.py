@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 RECIPES = {
     # epochs, learning rate and batch reach >= 99.0 % (MNIST) and >= 91 % (Fashion) on test.
     "mnist": {"version": 1, "epochs": 3, "lr": 3e-3, "batch_size": 128, "seed": 0},
-    "fashion-mnist": {"version": 1, "epochs": 10, "lr": 3e-3, "batch_size": 128, "seed": 0},
+    "fashion-mnist": {"version": 1, "epochs": 6, "lr": 3e-3, "batch_size": 128, "seed": 0},
 }
 REQUIRED_ACCURACY = {"mnist": 0.990, "fashion-mnist": 0.91}
 FEATURE_DIM = 128
