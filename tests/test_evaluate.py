@@ -48,3 +48,47 @@ def test_epoch_metrics_land_in_the_metrics_file(tmp_path):
     assert 0 <= summary["eval"]["mixture_modes"] <= 8
     assert {"mixture_high_quality", "mixture_reverse_kl", "fid_points"} <= set(summary["eval"])
     assert (tmp_path / "samples" / "epoch_001.png").is_file()  # the scatter over the modes
+
+
+def _fake_fid_inception_weights(path):
+    """A state dict with the layout of pytorch-fid's FID Inception (random values): the real
+    weights cannot be downloaded here, the plumbing that loads a local file is what is tested."""
+    from unittest import mock
+
+    import torch
+    from pytorch_fid import inception
+
+    with mock.patch.object(inception, "load_state_dict_from_url", return_value=None), \
+            mock.patch.object(torch.nn.Module, "load_state_dict"):
+        model = inception.fid_inception_v3()
+    torch.save(model.state_dict(), path)
+    return path
+
+
+@pytest.mark.parametrize("data, space, extra", [
+    ("fashion", "fashion_cnn", ["classes_fashion_cnn", "class_kl_fashion_cnn"]),
+    ("stacked-mnist", "mnist_cnn_x3", ["stacked_modes_mnist_cnn_x3", "stacked_kl_mnist_cnn_x3"]),
+    ("zalando", "pixels16", []),
+    ("zalando-inception", "inception", []),
+])
+def test_every_data_set_is_evaluated_in_its_feature_space(data, space, extra, tmp_path):
+    from conftest import write_image_folder
+
+    overrides = ["model=mlp", "trainer.max_steps=2", "trainer.batch_size=16",
+                 "eval.every_epoch=false", "eval.final_samples=60", "eval.stacked_samples=500",
+                 "eval.reference_samples=500", "eval.prdc_samples=60"]
+    if data.startswith("zalando"):
+        write_image_folder(tmp_path / "photos", n=60)
+        overrides += ["data=zalando", f"data.path={tmp_path / 'photos'}", f"data.root={tmp_path}"]
+        if data == "zalando-inception":
+            weights = _fake_fid_inception_weights(tmp_path / "pt_inception.pth")
+            overrides += [f"eval.inception_weights={weights}"]
+    else:
+        overrides.append(f"data={data}")
+    summary = train(make_cfg(*overrides), tmp_path / "run")
+    names = set(summary["eval"])
+    for metric in ("fid", "ndb_k", "precision", "recall", "density", "coverage", "distinct"):
+        assert f"{metric}_{space}" in names, (metric, sorted(names))
+    assert set(extra) <= names
+    if data == "stacked-mnist":
+        assert 1 <= summary["eval"]["stacked_modes_mnist_cnn_x3"] <= 1000

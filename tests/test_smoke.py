@@ -66,3 +66,16 @@ def test_the_covering_subset_pairs_every_hack_with_every_option():
     for axis, options in ((0, MODELS), (1, LOSSES), (2, DATA)):
         pairs = {(c[axis], c[3]) for c in COVERING}
         assert pairs == set(itertools.product(options, HACKS))
+
+
+@pytest.mark.parametrize("model, data", [("dcgan28", "stacked-mnist"), ("dcgan64", "stacked-mnist"),
+                                         ("mlp", "stacked-mnist"), ("mlp", "ring8"),
+                                         ("mlp", "grid25")])
+@pytest.mark.parametrize("loss", ["non-saturating", "wgan-gp"])
+def test_every_model_that_fits_the_mode_benchmarks_trains(model, data, loss, tmp_path):
+    summary = train(make_cfg(*NO_EVAL, f"model={model}", f"data={data}", f"loss={loss}",
+                             "trainer.batch_size=8", "trainer.max_steps=2"), tmp_path)
+    assert summary["status"] == "finished"
+    with open(tmp_path / "metrics.csv", newline="") as f:
+        assert all(math.isfinite(float(v)) for row in csv.DictReader(f) for v in row.values())
+    assert (tmp_path / "samples" / "epoch_001.png").is_file()

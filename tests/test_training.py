@@ -128,6 +128,8 @@ def test_wandb_offline_run_reads_back_with_the_runs_figures(tmp_path):
     assert record["config"]["loss"]["name"] == "non-saturating"
     assert record["config"]["trainer"]["batch_size"] == 16
     assert record["summary"]["verdict"] == summary["verdict"]
+    assert record["summary"]["verdict_evidence"]["rule"] == summary["verdict_evidence"]["rule"]
+    assert record["summary"]["verdict_reason"] == summary["verdict_evidence"]["reason"]
     assert record["summary"]["steps"] == 3
     rows = read_csv(tmp_path / "metrics.csv")
     assert record["summary"]["g_loss"] == pytest.approx(float(rows[-1]["g_loss"]))

@@ -478,6 +478,7 @@ def _flat_summary(summary: dict[str, Any]) -> dict[str, Any]:
     flat.update({f"final/{k}": v for k, v in summary["final_training"].items()})
     flat.update({f"eval/{k}": v for k, v in summary["eval"].items()})
     flat["verdict_reason"] = summary["verdict_evidence"]["reason"]
+    flat["verdict_evidence"] = summary["verdict_evidence"]  # nested: rule, step, values
     return flat
 
 

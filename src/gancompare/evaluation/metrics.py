@@ -50,6 +50,8 @@ class NdbBins:
 
     @classmethod
     def fit(cls, real: np.ndarray, k: int = 100, seed: int = 0) -> NdbBins:
+        """K bins, fewer when there are under 10 real samples a bin (a small image folder)."""
+        k = max(2, min(k, len(real) // 10))
         kmeans = KMeans(n_clusters=k, n_init=1, random_state=seed).fit(real)
         return cls(kmeans, np.bincount(kmeans.labels_, minlength=k))
 
