@@ -18,16 +18,19 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 import gancompare  # noqa: F401  (sets PROJECT_ROOT for the configs)
-from gancompare.config import check_group_choices, set_threads
+from gancompare.cli import check_group_choices
 from gancompare.errors import ConfigError
 from gancompare.sweep import job_name, record_failure, threads_per_job
-from gancompare.trainer import train
 
 log = logging.getLogger("train")
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> None:
+    # torch, the metrics and W&B load here, after Hydra has handled --help, --cfg and bad options.
+    from gancompare.config import set_threads
+    from gancompare.trainer import train
+
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from conftest import CONF, NO_EVAL, make_cfg, run_cli, write_image_folder
 
-from gancompare.config import check_group_choices
+from gancompare.cli import check_group_choices
 from gancompare.errors import ConfigError
 from gancompare.trainer import train
 

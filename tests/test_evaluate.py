@@ -69,7 +69,7 @@ def _fake_fid_inception_weights(path):
     ("fashion", "fashion_cnn", ["classes_fashion_cnn", "class_kl_fashion_cnn"]),
     ("stacked-mnist", "mnist_cnn_x3", ["stacked_modes_mnist_cnn_x3", "stacked_kl_mnist_cnn_x3"]),
     ("zalando", "pixels16", []),
-    ("zalando-inception", "inception", []),
+    pytest.param("zalando-inception", "inception", [], marks=pytest.mark.slow),
 ])
 def test_every_data_set_is_evaluated_in_its_feature_space(data, space, extra, tmp_path):
     from conftest import write_image_folder
@@ -85,6 +85,8 @@ def test_every_data_set_is_evaluated_in_its_feature_space(data, space, extra, tm
             overrides += [f"eval.inception_weights={weights}"]
     else:
         overrides.append(f"data={data}")
+    if data == "stacked-mnist":
+        overrides += ["data.n_samples=2000", "data.n_test_samples=1000"]
     summary = train(make_cfg(*overrides), tmp_path / "run")
     names = set(summary["eval"])
     for metric in ("fid", "ndb_k", "precision", "recall", "density", "coverage", "distinct"):
@@ -92,3 +94,13 @@ def test_every_data_set_is_evaluated_in_its_feature_space(data, space, extra, tm
     assert set(extra) <= names
     if data == "stacked-mnist":
         assert 1 <= summary["eval"]["stacked_modes_mnist_cnn_x3"] <= 1000
+
+
+def test_inception_features_come_from_a_local_weights_file(tmp_path):
+    import torch
+
+    from gancompare.evaluation.features import InceptionSpace
+
+    space = InceptionSpace(_fake_fid_inception_weights(tmp_path / "w.pth"), torch.device("cpu"))
+    features, predictions = space(torch.rand(4, 1, 28, 28) * 2 - 1)  # grayscale is repeated
+    assert features.shape == (4, 2048) and predictions is None and space.name == "inception"

@@ -30,8 +30,8 @@ def features(mnist):
     data, space = mnist
     generator = torch.Generator().manual_seed(0)
     order = torch.randperm(len(data), generator=generator)
-    idx, held_out = order[:6000], order[6000:12000]  # disjoint random parts of one distribution
-    test_idx = torch.randperm(len(data.test), generator=generator)[:6000]
+    idx, held_out = order[:5000], order[5000:10000]  # disjoint random parts of one distribution
+    test_idx = torch.randperm(len(data.test), generator=generator)[:5000]
     train_f, _ = space(to_model_space(data.train[idx]))
     held_out_f, _ = space(to_model_space(data.train[held_out]))
     test_f, test_pred = space(to_model_space(data.test[test_idx]))

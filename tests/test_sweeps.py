@@ -14,9 +14,9 @@ from conftest import ROOT, run_cli
 from gancompare.compare import load_local, load_wandb, summary_table
 
 # Small, fast jobs: mlp on mnist8, a few steps, a light final evaluation.
-TINY_JOB = ["model=mlp", "trainer.max_steps=4", "trainer.batch_size=32", "trainer.log_every=2",
-            "eval.every_epoch=false", "eval.final_samples=300", "eval.reference_samples=1000",
-            "eval.prdc_samples=300", "trainer.progress_bar=false"]
+TINY_JOB = ["model=mlp", "trainer.max_steps=3", "trainer.batch_size=32", "trainer.log_every=2",
+            "eval.every_epoch=false", "eval.final_samples=200", "eval.reference_samples=600",
+            "eval.prdc_samples=200", "trainer.progress_bar=false"]
 FIGURES = ["learning_curves", "final_metrics", "verdict_heatmap", "samples_mosaic"]
 
 
@@ -94,24 +94,24 @@ def test_a_multirun_with_joblib_runs_in_parallel_and_compares(tmp_path):
 
 def test_a_failing_job_does_not_stop_the_sweep_and_shows_as_failed(tmp_path):
     # hacks=[noisy] means nothing for a critic: the wasserstein jobs are refused.
-    sweep_dir, log = sweep(tmp_path, "loss=lsgan,wasserstein", "seed=0,1", "hacks=[noisy]")
+    sweep_dir, log = sweep(tmp_path, "loss=lsgan,wasserstein", "seed=0", "hacks=[noisy]")
     runs = summaries(sweep_dir)
-    assert sorted(s["status"] for s in runs) == ["failed", "failed", "finished", "finished"]
-    assert "2 failed" in log
+    assert sorted(s["status"] for s in runs) == ["failed", "finished"]
+    assert "1 failed" in log
     failed = [s for s in runs if s["status"] == "failed"]
     assert all("critic without labels" in s["error"] for s in failed)
     table, printed = check_comparison(sweep_dir, tmp_path / "comparison")
     row = table.set_index("group").loc["wasserstein"]
-    assert row["runs"] == 2 and row["failed"] == 2 and row["stable"] == 0
+    assert row["runs"] == 1 and row["failed"] == 1 and row["stable"] == 0
     assert "Failed jobs:" in (tmp_path / "comparison" / "table.md").read_text()
-    assert "2 failed" in printed
+    assert "1 failed" in printed
 
 
 def test_submitit_local_launcher_runs_the_jobs(tmp_path):
-    sweep_dir, _ = sweep(tmp_path, "loss=non-saturating", "seed=0,1",
+    sweep_dir, _ = sweep(tmp_path, "loss=non-saturating", "seed=0",
                          "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10")
     runs = summaries(sweep_dir)
-    assert len(runs) == 2 and all(s["status"] == "finished" for s in runs)
+    assert len(runs) == 1 and all(s["status"] == "finished" for s in runs)
     assert any((sweep_dir / ".submitit").iterdir())
 
 
