@@ -37,6 +37,8 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray,
     on the diagonals by pytorch-fid, so scipy's singular-matrix warning is expected noise."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", LinAlgWarning)
+        warnings.filterwarnings("ignore", message=".*`disp` argument is deprecated",
+                                category=DeprecationWarning)  # pytorch-fid's sqrtm call
         return float(calculate_frechet_distance(np.atleast_1d(mu1), np.atleast_2d(sigma1),
                                                 np.atleast_1d(mu2), np.atleast_2d(sigma2)))
 
