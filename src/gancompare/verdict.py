@@ -89,15 +89,14 @@ def judge(history: Mapping[str, np.ndarray], figures: Mapping[str, float], criti
         g_loss = history["g_loss"][window]
         if not critic:
             acc_real, acc_fake = history["d_acc_real"][window], history["d_acc_fake"][window]
-            d_wins = ((d_loss < rules["d_loss_floor"]) & (acc_real >= rules["d_acc_ceiling"])
-                      & (acc_fake >= rules["d_acc_ceiling"]))
-            evidence["d_wins_share"] = float(d_wins.mean())
             # The onset is searched over the whole run; the rule fires when the condition has
             # been sustained since before the judged window began.
-            all_d = (history["d_loss_real"] + history["d_loss_fake"]) / 2
-            all_wins = ((all_d < rules["d_loss_floor"])
+            all_wins = (((history["d_loss_real"] + history["d_loss_fake"]) / 2
+                         < rules["d_loss_floor"])
                         & (history["d_acc_real"] >= rules["d_acc_ceiling"])
                         & (history["d_acc_fake"] >= rules["d_acc_ceiling"]))
+            d_wins = all_wins[window]
+            evidence["d_wins_share"] = float(d_wins.mean())
             onset = sustained_onset(all_wins, history["step"], rules["sustained"])
             if onset is not None and onset <= steps[0]:
                 return verdict(
