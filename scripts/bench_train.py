@@ -17,10 +17,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from gancompare import PROJECT_ROOT
-from gancompare.config import check_config, effective_config, resolve_device, seed_everything
-from gancompare.datasets import load_dataset
-from gancompare.evaluation import Evaluator
-from gancompare.trainer import build_gan
+from gancompare.build import build
 
 
 def sync(device: torch.device) -> None:
@@ -37,12 +34,8 @@ def main() -> None:
     args = parser.parse_args()
     with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
         cfg = compose(config_name="train", overrides=args.overrides)
-    check_config(cfg)
-    cfg = effective_config(cfg)
-    device = resolve_device(cfg.device)
-    seed_everything(cfg.seed)
-    data = load_dataset(cfg.data, cfg.model.get("resolution"), device)
-    gan = build_gan(cfg, data, device)
+    built = build(cfg)
+    gan, device = built.gan, built.device
     for _ in range(args.warmup):
         gan.step()
     sync(device)
@@ -55,7 +48,7 @@ def main() -> None:
     result = {"overrides": args.overrides, "device": str(device),
               "torch_threads": torch.get_num_threads(), "ms_per_step": 1000 * step_seconds}
     if args.eval_samples:
-        evaluator = Evaluator(cfg.eval, cfg.data, data, device)
+        evaluator = built.evaluator
         started = time.perf_counter()
         _ = evaluator.reference
         result["eval_reference_s"] = time.perf_counter() - started

@@ -3,8 +3,8 @@
 From the local run directories of a sweep (outputs/sweeps/<time>), or, for online W&B users,
 from the W&B API: `python scripts/compare.py --wandb ENTITY/PROJECT --group GROUP --out DIR`
 (the group is the sweep directory's name). Writes learning_curves, final_metrics,
-verdict_heatmap and samples_mosaic (PDF and PNG) and table.md / table.csv. Failed jobs show as
-failed in the table and the heatmap.
+verdict_heatmap and samples_mosaic (PDF and PNG), runs.csv (one row per run) and table.md /
+table.csv (mean ± std per group). Failed jobs show as failed in the tables and the heatmap.
 """
 
 from __future__ import annotations
@@ -41,8 +41,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     written = compare(runs, out, args.by)
-    failed = sum(r.status in ("failed", "missing") for r in runs)
-    print(f"{len(runs)} runs ({failed} failed) -> {out}")
+    failed = int((runs.table["verdict"] == "failed").sum())
+    print(f"{len(runs.table)} runs ({failed} failed) -> {out}")
     for path in written:
         print(f"  {path}")
     print((out / "table.md").read_text())

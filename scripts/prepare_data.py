@@ -12,22 +12,23 @@ from pathlib import Path
 import torch
 
 from gancompare import PROJECT_ROOT, data_sources
-from gancompare.evaluation.classifier import load_classifier
+from gancompare.evaluation.classifier import train_and_cache
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=Path, default=PROJECT_ROOT / "data",
-                        help="data folder (the configs' data.root)")
+                        help="data folder (the configs' paths.data)")
     parser.add_argument("--no-classifiers", action="store_true",
-                        help="skip the domain classifiers (metrics train them on first use)")
+                        help="skip the domain classifiers (metrics in their features then "
+                        "refuse to run)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="[%(name)s] %(message)s")
     started = time.perf_counter()
     data_sources.ensure_all(args.root)
     if not args.no_classifiers:
         for domain in ("mnist", "fashion-mnist"):
-            _, info = load_classifier(domain, args.root, torch.device("cpu"))
+            info = train_and_cache(domain, args.root, torch.device("cpu"))
             print(f"{domain} classifier: test accuracy {info['test_accuracy']:.4f}")
     print(f"data ready under {args.root} ({time.perf_counter() - started:.0f} s)")
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from gancompare import PROJECT_ROOT
-from gancompare.evaluation.classifier import RECIPES, cache_path, load_classifier
+from gancompare.evaluation.classifier import RECIPES, cache_path, train_and_cache
 
 
 def main() -> None:
@@ -28,7 +28,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="[%(name)s] %(message)s")
     if args.force:
         cache_path(args.domain, args.root).unlink(missing_ok=True)
-    _, info = load_classifier(args.domain, args.root, torch.device(args.device))
+    info = train_and_cache(args.domain, args.root, torch.device(args.device))
     print(json.dumps(info | {"cache": str(cache_path(args.domain, args.root))}, indent=2))
 
 

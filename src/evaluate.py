@@ -15,7 +15,7 @@ from pathlib import Path
 
 import gancompare  # noqa: F401
 from gancompare.errors import ConfigError
-from gancompare.trainer import evaluate_run
+from gancompare.reevaluation import evaluate_run
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,5 @@
-"""Shared fixtures: configs through Hydra's compose API, the real data, a small image folder."""
+"""Shared fixtures: configs through Hydra's compose API (with the `debug` configs), the real data
+the set-up put in place, a small image folder."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 from PIL import Image
 
 import gancompare
@@ -20,25 +21,21 @@ ROOT = gancompare.PROJECT_ROOT
 CONF = ROOT / "conf"
 DATA_ROOT = ROOT / "data"
 
-# Tests never touch W&B unless they ask for it, keep runs quiet and evaluations small.
-QUIET = ["logger.wandb.mode=disabled", "trainer.progress_bar=false"]
-NO_EVAL = ["eval.every_epoch=false", "eval.final_samples=0"]
-
 
 @pytest.fixture(scope="session", autouse=True)
 def real_data() -> Path:
-    """MNIST and Fashion-MNIST in place (the README's set-up does this; idempotent)."""
-    data_sources.ensure_all(DATA_ROOT)
+    """MNIST and Fashion-MNIST as `make data` puts them (make test runs it first)."""
+    for folder in ("MNIST", "FashionMNIST"):
+        assert data_sources.is_complete(DATA_ROOT / folder / "raw"), \
+            f"{folder} is not set up under {DATA_ROOT}: run `make data` (make test does)"
     return DATA_ROOT
 
 
-def make_cfg(*overrides: str, quiet: bool = True) -> DictConfig:
-    """The config `python src/train.py <overrides>` would run."""
+def make_cfg(*overrides: str, debug: str | None = "fast") -> DictConfig:
+    """The config `python src/train.py debug=<debug> <overrides>` would run."""
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=[*(QUIET if quiet else []), *overrides])
-    with open_dict(cfg):  # the hydra node is only for the launcher
-        cfg.pop("hydra", None)
-    return cfg
+        return compose(config_name="train",
+                       overrides=[*([f"debug={debug}"] if debug else []), *overrides])
 
 
 def write_image_folder(folder: Path, n: int = 12, seed: int = 0) -> Path:
@@ -65,3 +62,10 @@ def run_cli(*args: str, cwd: Path = ROOT, env: dict | None = None,
     environment = {**os.environ, "WANDB_MODE": "disabled", "HYDRA_FULL_ERROR": "0", **(env or {})}
     return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True,
                           env=environment, timeout=timeout)
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    import csv
+
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))

@@ -21,7 +21,7 @@ CPU = torch.device("cpu")
 @pytest.fixture(scope="module")
 def mnist():
     """MNIST train/test with labels, and the classifier feature space."""
-    data = load_dataset(make_cfg("data=fashion", "data.source=mnist").data, None, CPU)
+    data = load_dataset(make_cfg("data=fashion", "data.source=mnist").data, DATA_ROOT, None, CPU)
     return data, ClassifierSpace("mnist", DATA_ROOT, CPU)
 
 
@@ -45,26 +45,9 @@ def test_domain_classifiers_reach_the_required_accuracy(domain):
     model, info = load_classifier(domain, DATA_ROOT, CPU)
     assert info["test_accuracy"] >= REQUIRED_ACCURACY[domain]
     cfg = make_cfg("data=fashion", f"data.source={domain}").data
-    data = load_dataset(cfg, None, CPU)  # re-measured, not just read from the cache
+    data = load_dataset(cfg, DATA_ROOT, None, CPU)  # re-measured, not just read from the cache
     measured = accuracy(model, to_model_space(data.test), data.test_labels, CPU)
     assert measured == pytest.approx(info["test_accuracy"], abs=1e-4)
-
-
-def test_frechet_distance_matches_the_closed_form_for_gaussians():
-    rng = np.random.default_rng(0)
-    mu1, mu2 = rng.normal(size=6), rng.normal(size=6)
-    var1, var2 = rng.uniform(0.5, 2, size=6), rng.uniform(0.5, 2, size=6)
-    # Diagonal covariances commute: Tr(S1 + S2 - 2 sqrt(S1 S2)) = sum (s1 + s2 - 2 sqrt(s1 s2)).
-    expected = np.sum((mu1 - mu2) ** 2) + np.sum(var1 + var2 - 2 * np.sqrt(var1 * var2))
-    got = metrics.frechet_distance(mu1, np.diag(var1), mu2, np.diag(var2))
-    assert got == pytest.approx(expected, rel=1e-9)
-    # A full-rank non-diagonal case: rotate both by the same orthogonal matrix (FD invariant).
-    q, _ = np.linalg.qr(rng.normal(size=(6, 6)))
-    rotated = metrics.frechet_distance(q @ mu1, q @ np.diag(var1) @ q.T, q @ mu2,
-                                       q @ np.diag(var2) @ q.T)
-    assert rotated == pytest.approx(expected, rel=1e-6)
-    assert metrics.frechet_distance(mu1, np.diag(var1), mu1, np.diag(var1)) == \
-        pytest.approx(0, abs=1e-6)
 
 
 def test_fid_between_real_splits_is_far_below_fid_of_one_class(features):
@@ -86,16 +69,39 @@ def test_ndb_is_near_zero_for_held_out_real_data_and_large_for_one_class(feature
     assert held_out["ndb_js"] < 0.05 < one_class["ndb_js"]
 
 
-def test_prdc_is_one_for_one_distribution_and_zero_for_disjoint_sets():
-    rng = np.random.default_rng(0)
-    a, b = rng.normal(size=(3000, 8)), rng.normal(size=(3000, 8))
-    same = metrics.prdc(a, b, k=5)
-    # Expected values for identical distributions: ~1 (density ~1, coverage 1 - 2^-k ~ 0.97).
-    for name in ("precision", "recall", "coverage"):
-        assert same[name] > 0.9, name
-    assert same["density"] == pytest.approx(1.0, abs=0.1)
-    far = metrics.prdc(a, b + 100.0, k=5)
-    assert all(value == 0 for value in far.values())
+def test_kid_is_unbiased_where_fid_is_not(features):
+    """Same distribution: KID ~ 0 at 200 samples as at 3,000, while FID grows as n shrinks
+    (its bias); one class: KID far from 0."""
+    test, train = features["test"], features["train"]
+    small = metrics.kid(test, train[:200], subset_size=1000, subsets=50)
+    large = metrics.kid(test, train[:3000], subset_size=1000, subsets=50)
+    ones = train[features["train_labels"] == 1]
+    one_class = metrics.kid(test, ones, subset_size=1000, subsets=50)
+    assert abs(small["kid"]) < 0.1 * one_class["kid"] and abs(large["kid"]) < 0.02 * \
+        one_class["kid"]
+    fid = [metrics.frechet_distance(*metrics.gaussian_stats(train[:n]),
+                                    *metrics.gaussian_stats(test)) for n in (200, 3000)]
+    assert fid[0] > 2 * fid[1]
+
+
+def test_the_evaluator_scores_real_samples_as_real_and_one_class_as_collapsed(mnist):
+    """The evaluator end to end on MNIST-like real data: real test images score like the data,
+    images of one digit as a collapse."""
+    from gancompare.evaluation import Evaluator
+
+    data, _ = mnist
+    cfg = make_cfg("data=mnist8", "data.classes=null", "eval.reference_samples=3000",
+                   "eval.prdc_samples=1000", "eval.kid_subsets=20", debug="eval")
+    evaluator = Evaluator(cfg.eval, cfg.data, data, CPU, DATA_ROOT)
+    real = to_model_space(data.test[:1000])  # held-out real digits
+    ones = to_model_space(data.train[data.train_labels == 1][:1000])
+    good = evaluator.evaluate(lambda n: real[:n], 1000)
+    bad = evaluator.evaluate(lambda n: ones[:n], 1000)
+    assert good["precision_mnist_cnn"] > 0.6 and good["coverage_mnist_cnn"] > 0.6
+    assert good["classes_mnist_cnn"] == 10 and bad["classes_mnist_cnn"] == 1
+    assert bad["coverage_mnist_cnn"] < 0.2 and bad["fid_mnist_cnn"] > 10 * good["fid_mnist_cnn"]
+    assert bad["kid_mnist_cnn"] > 10 * abs(good["kid_mnist_cnn"])
+    assert good["distinct_mnist_cnn"] > 0.9
 
 
 def test_class_coverage_of_one_class_is_one_of_ten(features):

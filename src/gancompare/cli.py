@@ -1,4 +1,6 @@
-"""Checks of the command line that run before Hydra and torch are loaded (fast feedback)."""
+"""Checks of the command line that run before Hydra's app and torch are loaded (fast feedback,
+one line each): unknown group options, and values Hydra refuses while composing (a type the
+schema does not allow, a key that does not exist)."""
 
 from __future__ import annotations
 
@@ -16,30 +18,74 @@ def _names(value: object) -> Iterable[str]:
         yield value
 
 
-def check_group_choices(args: Sequence[str], conf_dir: Path) -> None:
-    """Refuse `group=option` overrides naming an option that has no YAML file, in one line that
-    lists the valid options (Hydra's own message, the fallback, spans a dozen lines)."""
+def _overrides(args: Sequence[str]) -> list:
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
 
     candidates = [a for a in args if not a.startswith("-") and "=" in a]
     try:
-        overrides = OverridesParser.create().parse_overrides(candidates)
+        return OverridesParser.create().parse_overrides(candidates)
     except HydraException:
-        return  # malformed: Hydra explains the syntax error itself
-    for override in overrides:
+        return []  # malformed: Hydra explains the syntax error itself
+
+
+def _values(override) -> list | None:
+    if not override.is_sweep_override():
+        return [override.value()]
+    try:
+        return list(override.sweep_iterator())
+    except Exception:  # glob sweeps: leave them to Hydra
+        return None
+
+
+def check_group_choices(args: Sequence[str], conf_dir: Path) -> None:
+    """Refuse `group=option` overrides naming an option that has no YAML file, in one line that
+    lists the valid options (Hydra's own message, the fallback, spans a dozen lines)."""
+    for override in _overrides(args):
         group = override.key_or_group
         folder = Path(conf_dir) / group
         if override.is_delete() or group.startswith("hydra") or not folder.is_dir():
             continue
-        value = override.value()
-        if override.is_sweep_override():
-            try:
-                value = list(override.sweep_iterator())
-            except Exception:  # glob / range sweeps: leave them to Hydra
-                continue
         options = sorted(p.stem for p in folder.glob("*.yaml"))
-        for name in _names(value):
+        for name in _names(_values(override) or []):
             if name not in options and name != "null":
                 raise ConfigError(group, f"no option '{name}' in config group '{group}'",
                                   f"choose from {', '.join(options)}")
+
+
+def check_composition(args: Sequence[str], conf_dir: Path) -> None:
+    """Compose the config as Hydra will, and turn what it refuses into one line: the run's
+    overrides once, then each value of every swept key that is not a config group."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import ConfigCompositionException
+
+    overrides = [o for o in _overrides(args) if not o.key_or_group.startswith("hydra")]
+    fixed = [o.input_line for o in overrides if not o.is_sweep_override()]
+    trials = [fixed]
+    for o in overrides:
+        if o.is_sweep_override() and not (Path(conf_dir) / o.key_or_group).is_dir():
+            trials += [[*fixed, f"{o.get_key_element()}={v}"] for v in _values(o) or []]
+    with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
+        for trial in trials:
+            try:
+                compose(config_name="train", overrides=trial)
+            except ConfigCompositionException as error:
+                raise _one_line(error, compose) from None
+
+
+def _one_line(error: Exception, compose) -> ConfigError:
+    from omegaconf import OmegaConf
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
+
+    cause = error.__cause__ or error
+    key = getattr(cause, "full_key", None) or "overrides"
+    problem = str(getattr(cause, "msg", None) or cause).splitlines()[0].rstrip(".")
+    if isinstance(cause, ValidationError):
+        default = OmegaConf.select(compose(config_name="train"), key, default=None)
+        example = f", e.g. {key}={default}" if default is not None else ""
+        fix = f"give {key} a value of its type (src/gancompare/schema.py){example}"
+    elif isinstance(cause, ConfigAttributeError | ConfigKeyError):
+        fix = "check the spelling: `python src/train.py --cfg job` prints every key"
+    else:
+        fix = "see `python src/train.py --help` for the groups and `--cfg job` for the keys"
+    return ConfigError(key, problem, fix)

@@ -1,23 +1,22 @@
-"""Turn a sweep into paper-style figures and a table (used by scripts/compare.py).
+"""Runs -> paper-style figures and tables (used by scripts/compare.py).
 
-Runs come from a local sweep directory or from the W&B API; either way each becomes a `RunRecord`
-(config facts, status, verdict, final metrics, per-step history, last sample grid). Runs are
-grouped by the factors that vary across the sweep (loss, hacks, scenario, model, data), seeds are
-the repetitions. Outputs, each as PDF and PNG:
-- learning_curves: one row per group; D loss real / fake, G loss, D accuracy or critic scores;
-  mean over seeds with a min-max band;
-- final_metrics: a strip-over-box plot per metric (FID, coverage, NDB/K, precision, recall, and
-  the mode counts where present), one point per seed, as in Lucic et al. (2018);
-- verdict_heatmap: rows losses, columns hacks / scenarios / data; cell = share of seeds stable;
-- samples_mosaic: every run's last sample grid;
-and table.md / table.csv: mean ± std per group of every final metric, with the verdict counts.
+Every run becomes one row of a tidy table (`Runs.table`): its flattened config (`loss`,
+`optimizer`, `hacks`, `scenario`, `model`, `data`, `seed`, and every `config.*` key), status,
+verdict and final metrics (`eval.<metric>_<feature space>`); its per-step history and last
+sample grid sit beside it, keyed by the run's name. Runs come from a local sweep directory or
+from the W&B API. Groups are the factors that vary across the runs; seeds are the repetitions.
+Each loss's label and colour come from its config file (`loss.label`, `loss.colour`), so every
+figure of every invocation shows a loss the same way. Outputs, each as PDF and PNG:
+learning_curves (mean over seeds, min-max band), final_metrics (box + one point per seed, in a
+grid of the metrics present), verdict_heatmap (share of seeds judged stable), samples_mosaic;
+and runs.csv (one row per run), table.csv / table.md (mean ± std per group, verdict counts).
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,385 +25,348 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
+from gancompare import PROJECT_ROOT  # noqa: E402
 from gancompare.sweep import collect  # noqa: E402
 
-LOSS_ORDER = ["minimax", "non-saturating", "wasserstein", "wgan-gp", "lsgan"]
-# One colour per loss throughout (colour-blind-safe Okabe-Ito palette).
-LOSS_COLOURS = {"minimax": "#E69F00", "non-saturating": "#0072B2", "wasserstein": "#009E73",
-                "wgan-gp": "#CC79A7", "lsgan": "#D55E00"}
-EXTRA_COLOURS = ["#56B4E9", "#F0E442", "#000000", "#999999"]
+FACTORS = ["loss", "optimizer", "hacks", "scenario", "model", "data"]
 VERDICTS = ["stable", "mode-collapse", "convergence-failure", "diverged", "failed"]
-# (stem of the metric name, axis label, better): names carry their feature space as a suffix.
-HEADLINE_METRICS = [("fid", "FID", "lower"), ("coverage", "coverage", "higher"),
-                    ("ndb_k", "NDB/K", "lower"), ("precision", "precision", "higher"),
-                    ("recall", "recall", "higher"), ("mixture_modes", "modes", "higher"),
-                    ("mixture_high_quality", "high quality", "higher"),
-                    ("mixture_reverse_kl", "reverse KL", "lower"),
-                    ("stacked_modes", "modes", "higher"), ("stacked_kl", "KL", "lower")]
-FACTORS = ["loss", "hacks", "scenario", "model", "data"]
+ABBREVIATIONS = {"mode-collapse": "MC", "convergence-failure": "CF", "diverged": "DIV",
+                 "failed": "ERR"}
+# Headline metrics (stem, title, better); a metric's name is <stem>_<feature space>.
+HEADLINE = [("fid", "FID", "lower"), ("kid", "KID", "lower"), ("coverage", "coverage", "higher"),
+            ("ndb_k", "NDB/K", "lower"), ("precision", "precision", "higher"),
+            ("recall", "recall", "higher"), ("mixture_modes", "modes", "higher"),
+            ("mixture_high_quality", "high quality", "higher"),
+            ("mixture_reverse_kl", "reverse KL", "lower"), ("stacked_modes", "modes", "higher"),
+            ("stacked_kl", "KL", "lower")]
+SPACES = ("mnist_cnn_x3", "mnist_cnn", "fashion_cnn", "inception", "pixels16", "points")
+CURVES = [("d_loss_real", "D loss (real)"), ("d_loss_fake", "D loss (fake)"), ("g_loss", "G loss")]
+GREY = "#999999"
 
 
 @dataclass
-class RunRecord:
-    name: str
-    loss: str
-    hacks: str
-    scenario: str
-    model: str
-    data: str
-    seed: int
-    status: str
-    verdict: str
-    reason: str = ""
-    final: dict[str, float] = field(default_factory=dict)
-    history: pd.DataFrame | None = None
-    samples: Path | None = None
+class Runs:
+    table: pd.DataFrame  # one row per run
+    histories: dict[str, pd.DataFrame] = field(default_factory=dict)
+    samples: dict[str, Path] = field(default_factory=dict)
 
-    def factor(self, name: str) -> str:
-        return str(getattr(self, name))
+    @property
+    def metrics(self) -> list[str]:
+        return [c.removeprefix("eval.") for c in self.table.columns if c.startswith("eval.")]
 
 
-def _hacks_label(hacks: Iterable[str] | None) -> str:
-    hacks = sorted(hacks or [])
-    return "+".join(hacks) if hacks else "none"
+def run_row(name: str, config: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
+    """One run as a flat row: factors, status, verdict, eval.* metrics and config.* keys."""
+    flat = pd.json_normalize(config, sep=".").iloc[0].to_dict() if config else {}
+    tags = list(config.get("tags") or summary.get("tags") or [])
+    hacks = summary.get("hacks", config.get("hacks")) or []
+    loss = summary.get("loss") or flat.get("loss.name", "?")
+    evidence = summary.get("verdict_evidence") or {}
+    row = {
+        "run": name, "loss": loss, "optimizer": summary.get("optimizer")
+        or flat.get("optimizer.name", "-"),
+        "hacks": "+".join(sorted(hacks)) or "none",
+        "scenario": tags[tags.index("scenario") + 1] if "scenario" in tags[:-1] else "-",
+        "model": summary.get("model") or flat.get("model.arch", "?"),
+        "data": summary.get("data") or flat.get("data.name", "?"),
+        "seed": int(summary.get("seed", flat.get("seed", 0)) or 0),
+        "status": summary.get("status", "missing"), "verdict": summary.get("verdict", "missing"),
+        "reason": summary.get("error") or evidence.get("reason", ""),
+        "loss_label": flat.get("loss.label") or _loss_file(loss).get("label", loss),
+        "loss_colour": flat.get("loss.colour") or _loss_file(loss).get("colour", GREY),
+    }
+    if row["status"] in ("failed", "missing"):
+        row["verdict"] = "failed"
+    row.update({f"eval.{k}": float(v) for k, v in (summary.get("eval") or {}).items()
+                if isinstance(v, int | float) and k != "eval_seconds"})
+    row.update({f"config.{k}": v for k, v in flat.items() if not isinstance(v, list | dict)})
+    return row
 
 
-def _scenario(tags: Iterable[str] | None) -> str:
-    tags = list(tags or [])
-    return tags[tags.index("scenario") + 1] if "scenario" in tags and \
-        tags.index("scenario") + 1 < len(tags) else "-"
+def _loss_file(loss: str) -> dict[str, Any]:
+    """A loss's config file, for runs whose saved config predates its label and colour."""
+    path = PROJECT_ROOT / "conf" / "loss" / f"{loss}.yaml"
+    return OmegaConf.to_container(OmegaConf.load(path)) if path.is_file() else {}
 
 
-def load_local(sweep_dir: Path) -> list[RunRecord]:
+def load_local(sweep_dir: Path) -> Runs:
     """Every job of a local sweep directory (or a single run directory)."""
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
         raise FileNotFoundError(f"no sweep directory at {sweep_dir}")
     jobs = collect(sweep_dir)
     if not jobs and (sweep_dir / "summary.json").is_file():
-        jobs = [{"dir": sweep_dir, "overrides": [],
-                 **json.loads((sweep_dir / "summary.json").read_text())}]
+        jobs = [{"dir": sweep_dir, **json.loads((sweep_dir / "summary.json").read_text())}]
     if not jobs:
         raise FileNotFoundError(f"{sweep_dir} holds no run (no */.hydra/overrides.yaml)")
-    return [_local_record(job) for job in jobs]
+    rows, histories, samples = [], {}, {}
+    for job in jobs:
+        run_dir: Path = job["dir"]
+        name = str(run_dir.relative_to(sweep_dir.parent))
+        config = next((OmegaConf.to_container(OmegaConf.load(p)) for p in
+                       (run_dir / "config.yaml", run_dir / ".hydra" / "config.yaml")
+                       if p.is_file()), {})
+        config.pop("hydra", None)
+        rows.append(run_row(name, config, job))
+        if (run_dir / "metrics.csv").is_file():
+            histories[name] = pd.read_csv(run_dir / "metrics.csv")
+        grids = sorted((run_dir / "samples").glob("epoch_*.png"))
+        if grids:
+            samples[name] = grids[-1]
+    return Runs(pd.DataFrame(rows), histories, samples)
 
 
-def _local_record(job: dict[str, Any]) -> RunRecord:
-    run_dir: Path = job["dir"]
-    cfg = {}
-    for candidate in (run_dir / "config.yaml", run_dir / ".hydra" / "config.yaml"):
-        if candidate.is_file():
-            cfg = OmegaConf.to_container(OmegaConf.load(candidate), resolve=False)
-            break
-    history = None
-    if (run_dir / "metrics.csv").is_file():
-        history = pd.read_csv(run_dir / "metrics.csv")
-    grids = sorted((run_dir / "samples").glob("epoch_*.png"))
-    evidence = job.get("verdict_evidence") or {}
-    return RunRecord(
-        name=run_dir.name,
-        loss=job.get("loss") or cfg.get("loss", {}).get("name", "?"),
-        hacks=_hacks_label(job.get("hacks") if "hacks" in job else cfg.get("hacks")),
-        scenario=_scenario(cfg.get("tags")),
-        model=job.get("model") or cfg.get("model", {}).get("arch", "?"),
-        data=job.get("data") or cfg.get("data", {}).get("name", "?"),
-        seed=int(job.get("seed", cfg.get("seed", 0)) or 0),
-        status=job.get("status", "missing"), verdict=job.get("verdict", "missing"),
-        reason=job.get("error") or evidence.get("reason", ""),
-        final={k: float(v) for k, v in (job.get("eval") or {}).items()
-               if isinstance(v, int | float) and k != "eval_seconds"},
-        history=history, samples=grids[-1] if grids else None)
-
-
-def load_wandb(path: str, group: str, download_dir: Path, api: Any = None) -> list[RunRecord]:
+def load_wandb(path: str, group: str, download_dir: Path, api: Any = None) -> Runs:
     """The runs of one W&B group (ENTITY/PROJECT, group = the sweep directory's name)."""
     if api is None:
         import wandb
 
         api = wandb.Api()
-    records = []
+    rows, histories, samples = [], {}, {}
     for run in api.runs(path, filters={"group": group}):
-        cfg, summary = dict(run.config), dict(run.summary)
+        summary = dict(run.summary)
+        summary.setdefault("status", "failed" if run.state in ("crashed", "failed")
+                           else run.state)
+        summary["eval"] = {k.removeprefix("eval/"): v for k, v in summary.items()
+                           if k.startswith("eval/")}
+        summary["verdict_evidence"] = {"reason": summary.get("verdict_reason", "")}
+        summary.pop("hacks", None)
+        rows.append(run_row(run.name, dict(run.config), summary))
         history = run.history(samples=100000, pandas=True)
-        if history is not None and len(history) and "_step" in history and "step" not in history:
-            history = history.rename(columns={"_step": "step"})
-        samples = None
-        image_files = sorted((f for f in run.files() if f.name.startswith("media/images/samples")),
-                             key=lambda f: f.name)
-        if image_files:
-            target = Path(download_dir) / run.id
-            image_files[-1].download(root=str(target), replace=True)
-            samples = target / image_files[-1].name
-        records.append(RunRecord(
-            name=run.name, loss=cfg.get("loss", {}).get("name", "?"),
-            hacks=_hacks_label(cfg.get("hacks")), scenario=_scenario(cfg.get("tags")),
-            model=cfg.get("model", {}).get("arch", "?"), data=cfg.get("data", {}).get("name", "?"),
-            seed=int(cfg.get("seed", 0)),
-            status=summary.get("status", "failed" if run.state in ("crashed", "failed")
-                               else run.state),
-            verdict=summary.get("verdict", "failed"), reason=summary.get("verdict_reason", ""),
-            final={k.removeprefix("eval/"): float(v) for k, v in summary.items()
-                   if k.startswith("eval/") and isinstance(v, int | float)
-                   and k != "eval/eval_seconds"},
-            history=history if history is not None and len(history) else None, samples=samples))
-    if not records:
+        if history is not None and len(history):
+            histories[run.name] = history.rename(columns={"_step": "step"}) \
+                if "step" not in history else history
+        images = sorted((f for f in run.files() if f.name.startswith("media/images/samples")),
+                        key=lambda f: f.name)
+        if images:
+            images[-1].download(root=str(Path(download_dir) / run.id), replace=True)
+            samples[run.name] = Path(download_dir) / run.id / images[-1].name
+    if not rows:
         raise LookupError(f"no W&B run in {path} with group '{group}'")
-    return records
+    return Runs(pd.DataFrame(rows), histories, samples)
 
 
-def grouping(runs: Sequence[RunRecord], by: Sequence[str] | None = None) -> list[str]:
+def grouping(table: pd.DataFrame, by: Sequence[str] | None = None) -> list[str]:
     """The factors that tell the runs apart (seeds aside); loss first."""
     if by:
         return list(by)
-    varying = [f for f in FACTORS if len({r.factor(f) for r in runs}) > 1]
-    return varying or ["loss"]
+    return [f for f in FACTORS if table[f].nunique() > 1] or ["loss"]
 
 
-def group_label(run: RunRecord, factors: Sequence[str]) -> str:
-    return " · ".join(run.factor(f) for f in factors)
+def with_groups(table: pd.DataFrame, factors: Sequence[str]) -> tuple[pd.DataFrame, list[str]]:
+    """The table with a `group` label column (factor values joined for display only), and the
+    groups in loss order."""
+    table = table.sort_values([*factors, "seed"]).copy()
+    table["group"] = table[list(factors)].astype(str).agg(" · ".join, axis=1)
+    return table, list(dict.fromkeys(table["group"]))
 
 
-def _sort_key(label_loss: tuple[str, str]) -> tuple[int, str]:
-    label, loss = label_loss
-    return (LOSS_ORDER.index(loss) if loss in LOSS_ORDER else len(LOSS_ORDER), label)
+def colours(table: pd.DataFrame) -> dict[str, str]:
+    return dict(zip(table["loss"], table["loss_colour"], strict=True))
 
 
-def colour(loss: str) -> str:
-    if loss in LOSS_COLOURS:
-        return LOSS_COLOURS[loss]
-    return EXTRA_COLOURS[abs(hash(loss)) % len(EXTRA_COLOURS)]
+def summary_table(runs: Runs, factors: Sequence[str]) -> pd.DataFrame:
+    """Per group: runs, verdict counts, and mean / std / n over seeds of every final metric
+    (failed runs count in `runs` and the verdicts, not in the metrics)."""
+    table = runs.table
+    grouped = table.groupby(list(factors), sort=True)
+    counts = pd.crosstab([table[f] for f in factors], table["verdict"]) \
+        .reindex(columns=VERDICTS, fill_value=0)
+    result = grouped.size().rename("runs").to_frame().join(counts)
+    metric_columns = [f"eval.{m}" for m in runs.metrics]
+    if metric_columns:
+        stats = grouped[metric_columns].agg(["mean", "std", "count"])
+        stats.columns = [f"{m.removeprefix('eval.')}_{s if s != 'count' else 'n'}"
+                         for m, s in stats.columns]
+        result = result.join(stats)
+    return result.reset_index()
 
 
-def ordered_groups(runs: Sequence[RunRecord], factors: Sequence[str]) -> list[tuple[str, str]]:
-    """(label, loss) of every group, in loss order."""
-    pairs = {(group_label(r, factors), r.loss) for r in runs}
-    return sorted(pairs, key=_sort_key)
+def write_tables(runs: Runs, factors: Sequence[str], out: Path) -> list[Path]:
+    summary = summary_table(runs, factors)
+    runs.table.to_csv(out / "runs.csv", index=False)
+    summary.to_csv(out / "table.csv", index=False)
+    shown = summary[[*factors, "runs", *VERDICTS]].copy()
+    for metric in runs.metrics:
+        mean, std = summary[f"{metric}_mean"], summary[f"{metric}_std"].fillna(0.0)
+        shown[metric] = [f"{m:.4g} ± {s:.2g}" if math.isfinite(m) else "–"
+                         for m, s in zip(mean, std, strict=True)]
+    text = shown.to_markdown(index=False) + "\n"
+    failed = runs.table[runs.table["verdict"] == "failed"]
+    if len(failed):
+        text += "\nFailed jobs:\n" + "".join(f"- {r.run} ({r.loss}, seed {r.seed}): {r.reason}\n"
+                                            for r in failed.itertuples())
+    (out / "table.md").write_text(text)
+    return [out / "runs.csv", out / "table.csv", out / "table.md"]
 
 
 def _save(fig: plt.Figure, out: Path, name: str) -> list[Path]:
     paths = [out / f"{name}.pdf", out / f"{name}.png"]
     for path in paths:
-        fig.savefig(path, dpi=200 if path.suffix == ".png" else None, bbox_inches="tight")
+        fig.savefig(path, dpi=150 if path.suffix == ".png" else None, bbox_inches="tight")
     plt.close(fig)
     return paths
 
 
-def metric_columns(runs: Sequence[RunRecord]) -> list[str]:
-    names = dict.fromkeys(k for r in runs for k in r.final)
-    return list(names)
+def _long_histories(runs: Runs, table: pd.DataFrame, points: int = 500) -> pd.DataFrame:
+    """Every run's curves in one long frame (run, group, loss, step, metric, value), each run
+    averaged into at most `points` step bins so long runs stay light."""
+    frames = []
+    for row in table.itertuples():
+        history = runs.histories.get(row.run)
+        if history is None or not len(history):
+            continue
+        bin_width = max(1, math.ceil(history["step"].max() / points))
+        binned = history.assign(step=(history["step"] - 1) // bin_width * bin_width + bin_width)
+        keep = [c for c in binned.columns if c in {k for k, _ in CURVES} | {
+            "d_acc_real", "d_acc_fake", "critic_real", "critic_fake"}]
+        long = binned.groupby("step")[keep].mean().reset_index().melt(
+            id_vars="step", var_name="metric", value_name="value").dropna()
+        frames.append(long.assign(run=row.run, group=row.group, loss=row.loss))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def summary_table(runs: Sequence[RunRecord], factors: Sequence[str]) -> pd.DataFrame:
-    """Mean ± std over seeds of every final metric per group, with verdict and status counts.
-    Failed runs count in `runs` and the verdict counts, not in the metric means."""
-    rows = []
-    metrics = metric_columns(runs)
-    for label, loss in ordered_groups(runs, factors):
-        members = [r for r in runs if group_label(r, factors) == label and r.loss == loss]
-        row: dict[str, Any] = {"group": label, "runs": len(members)}
-        for verdict in VERDICTS:
-            row[verdict] = sum(r.verdict == verdict or (verdict == "failed" and
-                                                        r.status in ("failed", "missing"))
-                               for r in members)
-        for metric in metrics:
-            values = np.array([r.final[metric] for r in members if metric in r.final
-                               and math.isfinite(r.final[metric])])
-            row[f"{metric}_mean"] = values.mean() if len(values) else np.nan
-            row[f"{metric}_std"] = values.std(ddof=1) if len(values) > 1 else (
-                0.0 if len(values) else np.nan)
-            row[f"{metric}_n"] = len(values)
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def write_tables(table: pd.DataFrame, runs: Sequence[RunRecord], out: Path) -> list[Path]:
-    table.to_csv(out / "table.csv", index=False)
-    metrics = metric_columns(runs)
-    header = ["group", "runs", *VERDICTS, *metrics]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for _, row in table.iterrows():
-        cells = [str(row["group"]), str(row["runs"]), *(str(row[v]) for v in VERDICTS)]
-        for metric in metrics:
-            mean, std = row[f"{metric}_mean"], row[f"{metric}_std"]
-            cells.append("–" if not np.isfinite(mean) else f"{mean:.4g} ± {std:.2g}")
-        lines.append("| " + " | ".join(cells) + " |")
-    failed = [r for r in runs if r.status in ("failed", "missing")]
-    if failed:
-        lines += ["", "Failed jobs:"] + [f"- {r.name} ({r.loss}, seed {r.seed}): {r.reason}"
-                                         for r in failed]
-    (out / "table.md").write_text("\n".join(lines) + "\n")
-    return [out / "table.csv", out / "table.md"]
-
-
-def plot_learning_curves(runs: Sequence[RunRecord], factors: Sequence[str],
-                         out: Path) -> list[Path]:
-    groups = ordered_groups(runs, factors)
-    columns = [("d_loss_real", "D loss (real)"), ("d_loss_fake", "D loss (fake)"),
-               ("g_loss", "G loss"), (None, "D accuracy / critic score")]
-    fig, axes = plt.subplots(len(groups), 4, figsize=(14, 2.4 * len(groups) + 0.6),
+def plot_learning_curves(runs: Runs, factors: Sequence[str], out: Path) -> list[Path]:
+    table, groups = with_groups(runs.table, factors)
+    long, palette = _long_histories(runs, table), colours(table)
+    fig, axes = plt.subplots(len(groups), 4, figsize=(14, 2.3 * len(groups) + 0.6),
                              squeeze=False, sharex=True)
-    for row, (label, loss) in enumerate(groups):
-        members = [r for r in runs if group_label(r, factors) == label and r.loss == loss
-                   and r.history is not None and len(r.history)]
-        for col, (key, title) in enumerate(columns):
-            ax = axes[row, col]
-            if key is None:
-                critic = any("critic_real" in r.history for r in members)
-                keys = [("critic_real", "real", "-"), ("critic_fake", "fake", "--")] if critic \
-                    else [("d_acc_real", "real", "-"), ("d_acc_fake", "fake", "--")]
-                ax.set_ylabel("critic score" if critic else "D accuracy")
-            else:
-                keys = [(key, None, "-")]
-                ax.set_ylabel(title)
-            for metric, legend, style in keys:
-                _band(ax, members, metric, colour(loss), style, legend)
-            if key is None and members:
-                ax.legend(fontsize=7, loc="best")
-            if row == 0:
+    for i, group in enumerate(groups):
+        sub = long[long["group"] == group] if len(long) else long
+        loss = table.loc[table["group"] == group, "loss"].iloc[0]
+        accuracy = len(sub) and sub["metric"].eq("d_acc_real").any()
+        panels = [*CURVES, ("d_acc" if accuracy else "critic", "D accuracy" if accuracy
+                            else "critic score")]
+        for ax, (metric, title) in zip(axes[i], panels, strict=True):
+            for suffix, style in (("", "-"), ("_real", "-"), ("_fake", "--")):
+                part = sub[sub["metric"] == metric + suffix] if len(sub) else sub
+                if len(part):
+                    sns.lineplot(data=part, x="step", y="value", errorbar=("pi", 100), ax=ax,
+                                 color=palette[loss], linestyle=style, linewidth=1.1,
+                                 label=suffix.strip("_") or None)
+            ax.set(ylabel=title if i == 0 or metric.startswith(("d_acc", "critic")) else "",
+                   xlabel="step (generator updates)" if i == len(groups) - 1 else "")
+            if metric in ("d_acc", "critic") and ax.get_legend():
+                ax.legend(fontsize=7)
+            if i == 0:
                 ax.set_title(title)
-            if row == len(groups) - 1:
-                ax.set_xlabel("step (generator updates)")
-            if not members:
-                ax.text(0.5, 0.5, "no finished run", ha="center", va="center",
-                        transform=ax.transAxes, color="grey")
-        n_seeds = len({r.seed for r in members})
-        axes[row, 0].annotate(f"{label}\n({n_seeds} seeds)", xy=(-0.45, 0.5),
-                              xycoords="axes fraction", ha="right", va="center", fontsize=9,
-                              color=colour(loss), fontweight="bold")
+        seeds = table.loc[table["group"] == group, "seed"].nunique()
+        axes[i, 0].annotate(f"{group}\n({seeds} seeds)", xy=(-0.4, 0.5), xycoords="axes fraction",
+                            ha="right", va="center", fontsize=9, color=palette[loss],
+                            fontweight="bold")
     fig.suptitle("Learning curves: mean over seeds, band = min–max", y=1.0)
     fig.tight_layout()
     return _save(fig, out, "learning_curves")
 
 
-def _band(ax, members: Sequence[RunRecord], metric: str, colour_: str, style: str,
-          legend: str | None) -> None:
-    series = [r.history.set_index("step")[metric].dropna() for r in members
-              if metric in r.history]
-    if not series:
-        return
-    frame = pd.concat(series, axis=1)
-    mean = frame.mean(axis=1)
-    ax.plot(mean.index, mean.values, style, color=colour_, lw=1.2, label=legend)
-    ax.fill_between(mean.index, frame.min(axis=1), frame.max(axis=1), color=colour_, alpha=0.2,
-                    lw=0)
-
-
-def plot_final_metrics(runs: Sequence[RunRecord], factors: Sequence[str], out: Path) -> list[Path]:
-    groups = ordered_groups(runs, factors)
+def headline_metrics(metrics: Sequence[str]) -> list[tuple[str, str, str]]:
+    """(metric, title, better) of the headline metrics present, in HEADLINE's order."""
     present = []
-    for stem, label, better in HEADLINE_METRICS:
-        names = sorted({k for r in runs for k in r.final if k == stem or
-                        (k.startswith(stem + "_") and not _longer_stem(k, stem))})
-        present += [(name, label, better) for name in names]
-    if not present:
-        present = [(name, name, "") for name in metric_columns(runs)[:6]]
-    fig, axes = plt.subplots(1, max(len(present), 1), figsize=(3.0 * max(len(present), 1) + 1,
-                                                               3.8), squeeze=False)
-    rng = np.random.default_rng(0)
-    for ax, (name, label, better) in zip(axes[0], present, strict=False):
-        data = [[r.final[name] for r in runs if group_label(r, factors) == g and r.loss == loss
-                 and name in r.final and math.isfinite(r.final[name])] for g, loss in groups]
-        positions = np.arange(len(groups))
-        ax.boxplot([d if d else [np.nan] for d in data], positions=positions, widths=0.55,
-                   showfliers=False, medianprops={"color": "black"})
-        for x, values, (_, loss) in zip(positions, data, groups, strict=True):
-            ax.scatter(x + rng.uniform(-0.12, 0.12, len(values)), values, s=22, zorder=3,
-                       color=colour(loss), edgecolor="black", linewidth=0.4)
-        ax.set_xticks(positions, [g for g, _ in groups], rotation=45, ha="right", fontsize=8)
-        arrow = {"lower": " (↓ better)", "higher": " (↑ better)"}.get(better, "")
-        ax.set_title(f"{label}{arrow}", fontsize=10)
-        ax.set_ylabel(name, fontsize=8)
+    for stem, title, better in HEADLINE:
+        names = [stem] if stem.startswith("mixture_") else [f"{stem}_{s}" for s in SPACES]
+        present += [(name, title, better) for name in names if name in metrics]
+    return present
+
+
+def plot_final_metrics(runs: Runs, factors: Sequence[str], out: Path,
+                       columns: int = 4) -> list[Path]:
+    table, groups = with_groups(runs.table, factors)
+    panels = [p for p in headline_metrics(runs.metrics) if table[f"eval.{p[0]}"].notna().any()]
+    panels = panels or [(m, m, "") for m in runs.metrics if table[f"eval.{m}"].notna().any()]
+    panels = panels or [("", "no final metric", "")]
+    n_cols = min(columns, len(panels))
+    n_rows = math.ceil(len(panels) / n_cols)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(3.4 * n_cols + 0.6, 3.6 * n_rows),
+                             squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.remove()  # a grid without empty panels
+    for ax, (metric, title, better) in zip(axes.flat, panels, strict=False):
+        if not metric:
+            ax.text(0.5, 0.5, "no final metric", ha="center", va="center", color=GREY)
+            continue
+        data = table.dropna(subset=[f"eval.{metric}"])
+        sns.boxplot(data=data, x="group", y=f"eval.{metric}", order=groups, color="white",
+                    showfliers=False, ax=ax)
+        sns.stripplot(data=data, x="group", y=f"eval.{metric}", order=groups, hue="loss",
+                      palette=colours(table), size=5, edgecolor="black", linewidth=0.4,
+                      legend=False, ax=ax)
+        ax.tick_params(axis="x", labelrotation=45, labelsize=8)
+        ax.set(xlabel="", ylabel=metric, title=title + {"lower": " (↓ better)",
+                                                         "higher": " (↑ better)"}.get(better, ""))
         ax.grid(axis="y", alpha=0.3)
-    fig.suptitle("Final metrics, one point per seed", y=1.02)
+    fig.suptitle("Final metrics, one point per seed", y=1.01)
     fig.tight_layout()
     return _save(fig, out, "final_metrics")
 
 
-def _longer_stem(name: str, stem: str) -> bool:
-    """`ndb_k_x` must not count as `ndb` and `mixture_modes` not as `modes`."""
-    return any(s != stem and s.startswith(stem) and name.startswith(s + "_")
-               for s, _, _ in HEADLINE_METRICS)
+def plot_verdict_heatmap(runs: Runs, factors: Sequence[str], out: Path) -> list[Path]:
+    table = runs.table
+    column = next((f for f in ("hacks", "scenario", "optimizer", "data", "model")
+                   if f in factors), None)
+    rows = [f for f in factors if f != column] or ["loss"]
+    table = table.assign(stable=table["verdict"].eq("stable"),
+                         column=table[column] if column else "all runs")
+    share = table.pivot_table(index=rows, columns="column", values="stable", aggfunc="mean")
 
+    def note(cell: pd.DataFrame) -> str:
+        failures = [ABBREVIATIONS[v] for v in VERDICTS[1:] if v in set(cell["verdict"])]
+        return f"{int(cell['stable'].sum())}/{len(cell)}" + ("\n" + " ".join(failures)
+                                                              if failures else "")
 
-def plot_verdict_heatmap(runs: Sequence[RunRecord], factors: Sequence[str],
-                         out: Path) -> list[Path]:
-    columns_factor = next((f for f in ("hacks", "scenario", "data", "model") if f in factors),
-                          None)
-    row_factors = [f for f in factors if f != columns_factor] or ["loss"]
-    rows = sorted({group_label(r, row_factors) for r in runs},
-                  key=lambda label: _sort_key((label, label.split(" · ")[0])))
-    cols = sorted({r.factor(columns_factor) for r in runs}) if columns_factor else ["all runs"]
-    share = np.full((len(rows), len(cols)), np.nan)
-    notes = [["" for _ in cols] for _ in rows]
-    for i, row in enumerate(rows):
-        for j, col in enumerate(cols):
-            members = [r for r in runs if group_label(r, row_factors) == row
-                       and (columns_factor is None or r.factor(columns_factor) == col)]
-            if members:
-                stable = sum(r.verdict == "stable" for r in members)
-                share[i, j] = stable / len(members)
-                failures = [v for v in VERDICTS[1:] if any(r.verdict == v or
-                            (v == "failed" and r.status == "failed") for r in members)]
-                abbreviations = {"mode-collapse": "MC", "convergence-failure": "CF",
-                                 "diverged": "DIV", "failed": "ERR"}
-                notes[i][j] = f"{stable}/{len(members)}" + (
-                    "\n" + " ".join(abbreviations[v] for v in failures) if failures else "")
-    fig, ax = plt.subplots(figsize=(1.6 * len(cols) + 2.5, 0.7 * len(rows) + 1.6))
-    image = ax.imshow(share, cmap="RdYlGn", vmin=0, vmax=1, aspect="auto")
-    for i in range(len(rows)):
-        for j in range(len(cols)):
-            ax.text(j, i, notes[i][j] or "–", ha="center", va="center", fontsize=8)
-    ax.set_xticks(range(len(cols)), cols, rotation=30, ha="right")
-    ax.set_yticks(range(len(rows)), rows)
-    ax.set_xlabel(columns_factor or "")
-    ax.set_ylabel(" · ".join(row_factors))
-    fig.colorbar(image, ax=ax, label="share of seeds judged stable")
+    notes = table.groupby([*rows, "column"])[["stable", "verdict"]].apply(note) \
+        .unstack("column").reindex(index=share.index, columns=share.columns).fillna("–")
+    fig, ax = plt.subplots(figsize=(1.6 * share.shape[1] + 3, 0.7 * share.shape[0] + 1.6))
+    sns.heatmap(share, annot=notes.values, fmt="", cmap="RdYlGn", vmin=0, vmax=1, ax=ax,
+                cbar_kws={"label": "share of seeds judged stable"}, annot_kws={"fontsize": 8})
+    ax.set(xlabel=column or "", ylabel=" · ".join(rows))
     ax.set_title("Verdicts (MC mode collapse, CF convergence failure, DIV diverged, ERR failed)",
                  fontsize=9)
     fig.tight_layout()
     return _save(fig, out, "verdict_heatmap")
 
 
-def plot_samples_mosaic(runs: Sequence[RunRecord], factors: Sequence[str],
-                        out: Path) -> list[Path]:
-    groups = ordered_groups(runs, factors)
-    seeds = sorted({r.seed for r in runs})
+def plot_samples_mosaic(runs: Runs, factors: Sequence[str], out: Path) -> list[Path]:
+    table, groups = with_groups(runs.table, factors)
+    seeds = sorted(table["seed"].unique())
+    palette = colours(table)
     fig, axes = plt.subplots(len(groups), len(seeds), squeeze=False,
                              figsize=(2.2 * len(seeds) + 1.5, 2.3 * len(groups)))
-    for i, (label, loss) in enumerate(groups):
-        for j, seed in enumerate(seeds):
-            ax = axes[i, j]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            run = next((r for r in runs if group_label(r, factors) == label and r.loss == loss
-                        and r.seed == seed), None)
-            if run is not None and run.samples is not None and run.samples.is_file():
-                ax.imshow(plt.imread(run.samples), cmap="gray")
-                ax.set_xlabel(run.verdict, fontsize=7)
-            else:
-                ax.text(0.5, 0.5, run.status if run else "–", ha="center", va="center",
-                        transform=ax.transAxes, color="grey")
-            if i == 0:
-                ax.set_title(f"seed {seed}", fontsize=9)
-            if j == 0:
-                ax.set_ylabel(label, fontsize=8, color=colour(loss), fontweight="bold")
+    cells = table.set_index(["group", "seed"])
+    for (i, group), (j, seed) in ((a, b) for a in enumerate(groups) for b in enumerate(seeds)):
+        ax = axes[i, j]
+        ax.set(xticks=[], yticks=[])
+        run = cells.loc[(group, seed)] if (group, seed) in cells.index else None
+        if isinstance(run, pd.DataFrame):
+            run = run.iloc[0]
+        image = runs.samples.get(run["run"]) if run is not None else None
+        if image is not None and image.is_file():
+            ax.imshow(plt.imread(image), cmap="gray")
+            ax.set_xlabel(run["verdict"], fontsize=7)
+        else:
+            ax.text(0.5, 0.5, run["status"] if run is not None else "–", ha="center",
+                    va="center", transform=ax.transAxes, color=GREY)
+        if i == 0:
+            ax.set_title(f"seed {seed}", fontsize=9)
+        if j == 0:
+            loss = table.loc[table["group"] == group, "loss"].iloc[0]
+            ax.set_ylabel(group, fontsize=8, color=palette[loss], fontweight="bold")
     fig.suptitle("Last sample grid of every run", y=1.0)
     fig.tight_layout()
     return _save(fig, out, "samples_mosaic")
 
 
-def compare(runs: Sequence[RunRecord], out: Path, by: Sequence[str] | None = None) -> list[Path]:
+def compare(runs: Runs, out: Path, by: Sequence[str] | None = None) -> list[Path]:
     """Every figure and table for these runs into `out`; returns the files written."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    factors = grouping(runs, by)
-    written = write_tables(summary_table(runs, factors), runs, out)
-    written += plot_learning_curves(runs, factors, out)
-    written += plot_final_metrics(runs, factors, out)
-    written += plot_verdict_heatmap(runs, factors, out)
-    written += plot_samples_mosaic(runs, factors, out)
+    factors = grouping(runs.table, by)
+    written = write_tables(runs, factors, out)
+    for plot in (plot_learning_curves, plot_final_metrics, plot_verdict_heatmap,
+                 plot_samples_mosaic):
+        written += plot(runs, factors, out)
     return written
+

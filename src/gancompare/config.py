@@ -1,6 +1,8 @@
 """Checks of a composed config before anything is built, and the few settings derived from it.
 
-Each check raises `ConfigError(key, problem, fix)`, which the entrypoint prints as one line.
+Types are checked by Hydra against `schema.py` while composing; what a type cannot say (a
+positive batch size, a known hack for this loss) is checked here. Each check raises
+`ConfigError(key, problem, fix)`, which the entrypoint prints as one line.
 """
 
 from __future__ import annotations
@@ -41,16 +43,16 @@ def check_config(cfg: DictConfig) -> None:
     _positive(cfg, "trainer.max_steps", "200", integer=True, optional=True)
     _positive(cfg, "trainer.log_every", "25", integer=True)
     _positive(cfg, "model.latent_dim", "50", integer=True)
-    _positive(cfg, "loss.n_critic", "5", integer=True)
+    _positive(cfg, "optimizer.d_steps", "5", integer=True)
     _positive(cfg, "loss.clip_weights", "0.01", optional=True)
     for net in ("d", "g"):
-        _positive(cfg, f"loss.optimizer.{net}.lr", "2e-4")
+        _positive(cfg, f"optimizer.{net}.lr", "2e-4")
     penalty = cfg.loss.get("gradient_penalty")
     if penalty is not None and (not isinstance(penalty, int | float) or penalty < 0):
         raise ConfigError("loss.gradient_penalty", f"{penalty!r} is not a weight >= 0",
                           "set e.g. loss.gradient_penalty=10, or null for none")
     objective = get_objective(cfg.loss.objective)
-    check_hacks(cfg.get("hacks") or {}, objective.uses_labels, cfg.loss.objective)
+    check_hacks(cfg.get("hacks") or {}, objective.uses_labels, cfg.loss.name)
     resolve_device(cfg.device)
 
 
@@ -94,4 +96,3 @@ def set_threads(threads: int | None) -> None:
     if threads:
         torch.set_num_threads(int(threads))
         os.environ["OMP_NUM_THREADS"] = str(threads)
-

@@ -81,24 +81,27 @@ def resize(images: Tensor, resolution: int) -> Tensor:
     return torch.cat(out)
 
 
-def load_dataset(cfg: DictConfig, resolution: int | None, device: torch.device) -> Dataset:
-    """The data set of `cfg` (= cfg.data), images resized to `resolution` when it is set.
-    Kept in memory per process: a sweep's jobs on one launcher process load it once."""
+def load_dataset(cfg: DictConfig, root: str | Path, resolution: int | None,
+                 device: torch.device) -> Dataset:
+    """The data set of `cfg` (= cfg.data) under `root` (= paths.data), images resized to
+    `resolution` when it is set. Kept in memory per process: a sweep's jobs on one launcher
+    process load it once. Nothing is fetched here: `make data` puts MNIST and Fashion-MNIST in
+    place, and a missing file is one line that says so."""
     key = json.dumps(OmegaConf.to_container(cfg, resolve=True), sort_keys=True)
-    data = _load_on_cpu(key, resolution)
+    data = _load_on_cpu(key, str(root), resolution)
     return replace(data, train=data.train.to(device))
 
 
 @functools.lru_cache(maxsize=4)
-def _load_on_cpu(cfg_json: str, resolution: int | None) -> Dataset:
+def _load_on_cpu(cfg_json: str, root: str, resolution: int | None) -> Dataset:
     cfg = OmegaConf.create(json.loads(cfg_json))
     source = cfg.source
     if source in ("mnist", "fashion-mnist"):
-        data = _torchvision_mnist(cfg, source)
+        data = _torchvision_mnist(cfg, source, Path(root))
     elif source == "stacked-mnist":
-        data = _stacked_mnist(cfg)
+        data = _stacked_mnist(cfg, Path(root))
     elif source == "image-folder":
-        data = _image_folder(cfg)
+        data = _image_folder(cfg, Path(root))
     elif source == "mixture":
         data = _mixture(cfg)
     else:
@@ -109,16 +112,19 @@ def _load_on_cpu(cfg_json: str, resolution: int | None) -> Dataset:
     return data
 
 
-def _torchvision_mnist(cfg: DictConfig, source: str) -> Dataset:
+def require_idx_files(root: Path, folder: str) -> None:
+    """MNIST / Fashion-MNIST must have been put in place by the set-up."""
+    if not data_sources.is_complete(Path(root) / folder / "raw"):
+        raise ConfigError("paths.data", f"{folder} is not set up under {root}",
+                          "run `make data` (or python scripts/prepare_data.py --root "
+                          f"{root}), or point paths.data to a folder that holds it")
+
+
+def _torchvision_mnist(cfg: DictConfig, source: str, root: Path) -> Dataset:
     from torchvision import datasets
 
-    root = Path(cfg.root)
-    if source == "mnist":
-        data_sources.ensure_mnist(root, log.info)
-        cls = datasets.MNIST
-    else:
-        data_sources.ensure_fashion_mnist(root, log.info)
-        cls = datasets.FashionMNIST
+    cls = datasets.MNIST if source == "mnist" else datasets.FashionMNIST
+    require_idx_files(root, cls.__name__)
     splits = []
     for train in (True, False):
         ds = cls(str(root), train=train, download=False)
@@ -134,15 +140,15 @@ def _torchvision_mnist(cfg: DictConfig, source: str) -> Dataset:
     return Dataset(cfg.name, train, test, train_labels, test_labels, num_classes=10)
 
 
-def _stacked_mnist(cfg: DictConfig) -> Dataset:
+def _stacked_mnist(cfg: DictConfig, root: Path) -> Dataset:
     """Three random MNIST digits as the R, G, B channels: 1,000 modes (Metz et al. 2017)."""
     from torchvision import datasets
 
-    data_sources.ensure_mnist(Path(cfg.root), log.info)
+    require_idx_files(root, "MNIST")
     generator = np.random.default_rng(cfg.seed)
     splits = []
     for train, n in ((True, cfg.n_samples), (False, cfg.n_test_samples)):
-        ds = datasets.MNIST(str(cfg.root), train=train, download=False)
+        ds = datasets.MNIST(str(root), train=train, download=False)
         idx = torch.from_numpy(generator.integers(0, len(ds.targets), size=(n, 3)))
         images = ds.data[idx]  # [n, 3, 28, 28]
         digits = ds.targets[idx]
@@ -162,7 +168,7 @@ def _mixture(cfg: DictConfig) -> Dataset:
     return Dataset(cfg.name, train, test, mixture=mixture)
 
 
-def _image_folder(cfg: DictConfig) -> Dataset:
+def _image_folder(cfg: DictConfig, root: Path) -> Dataset:
     folder = Path(cfg.path)
     if not folder.is_dir():
         raise ConfigError("data.path", f"image folder {folder} does not exist", ZALANDO_HELP)
@@ -170,7 +176,7 @@ def _image_folder(cfg: DictConfig) -> Dataset:
     if not files:
         raise ConfigError("data.path", f"no .jpg/.jpeg/.png image under {folder}", ZALANDO_HELP)
     resolution = int(cfg.resolution)
-    images = _cached_folder_tensor(files, folder, resolution, Path(cfg.root) / "cache")
+    images = _cached_folder_tensor(files, folder, resolution, root / "cache")
     # No official split: the evaluation reference is the training folder itself.
     return Dataset(cfg.name, images, images)
 
@@ -183,7 +189,7 @@ def _cached_folder_tensor(files: list[Path], folder: Path, resolution: int, cach
         key.update(f"{f.relative_to(folder)}|{stat.st_size}|{stat.st_mtime_ns}".encode())
     path = cache / f"image-folder-{key.hexdigest()[:16]}-{resolution}.pt"
     if path.is_file():
-        return torch.load(path)
+        return torch.load(path, weights_only=True)
     log.info("Decoding %d images from %s at %d×%d (cached afterwards in %s)",
              len(files), folder, resolution, resolution, path)
     with ThreadPoolExecutor(max_workers=4) as pool:

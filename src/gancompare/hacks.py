@@ -6,10 +6,10 @@ Hacks compose: `hacks=[smoothing,noisy]` merges both option files under `cfg.hac
   from `fake` when set (two-sided), else 0.
 - noisy: each of D's labels is flipped with probability `flip` (default 0.05): a flipped real
   sample gets a fake label and a flipped fake sample a real one (drawn as above).
-- separate-batches: D is updated on an all-real and an all-fake batch, `optimizer_steps` (2, as in
-  the failure-modes tutorial; 1 accumulates both passes into one step, as in PyTorch's DCGAN
-  example). Without it D sees one concatenated real+fake batch and takes one step.
-Label hacks mean nothing for a critic (WGAN, WGAN-GP take no labels) and are refused for one.
+- separate-batches: D is updated on an all-real batch, one optimiser step, then an all-fake
+  batch and another step (the failure-modes tutorial's two train_on_batch calls; `gan.py`).
+  Without it D sees one concatenated real+fake batch and takes one step.
+Label hacks mean nothing for a loss without labels (WGAN, WGAN-GP, hinge) and are refused there.
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ def _range(value, key: str) -> LabelRange:
     return LabelRange(low, high)
 
 
-def check_hacks(hacks: Mapping, uses_labels: bool, objective: str) -> None:
+def check_hacks(hacks: Mapping, uses_labels: bool, loss: str) -> None:
     """Refuse a hack that means nothing for the chosen loss, instead of half-applying it."""
     for name in hacks:
         if name not in KNOWN_HACKS:
@@ -85,10 +85,6 @@ def check_hacks(hacks: Mapping, uses_labels: bool, objective: str) -> None:
     label_hacks = [h for h in LABEL_HACKS if h in hacks]
     if label_hacks and not uses_labels:
         raise ConfigError(
-            "hacks", f"{'+'.join(label_hacks)} changes D's labels, but loss.objective={objective} "
-            "is a critic without labels", f"drop {', '.join(label_hacks)} from hacks=[...] or use "
-            "a loss with labels (minimax, non-saturating, lsgan)")
-    steps = hacks.get("separate-batches", {}).get("optimizer_steps", 2)
-    if steps not in (1, 2):
-        raise ConfigError("hacks.separate-batches.optimizer_steps", f"{steps} is not 1 or 2",
-                          "use 2 (one step per batch) or 1 (one step for both)")
+            "hacks", f"{'+'.join(label_hacks)} changes D's labels, but loss={loss} "
+            "takes no labels (a critic or margin loss)", f"drop {', '.join(label_hacks)} from "
+            "hacks=[...] or use a loss with labels (minimax, non-saturating, lsgan)")

@@ -1,12 +1,16 @@
-"""GAN objectives as small pure functions of D's raw outputs (logits or critic scores).
+"""GAN losses as small pure units on D's raw outputs (logits or critic scores).
 
-An objective is three functions, chosen by `loss.objective`:
+A loss is an `Objective`: three functions and two facts about D's output.
   d_real(out, target), d_fake(out, target): D's loss on real and on generated samples;
-  g(out): G's loss on D's outputs for generated samples.
-`target` holds D's labels (1 real / 0 fake, or the smoothed and flipped labels of the hacks);
-critics ignore it. The regularisers that a loss config carries, a gradient penalty and weight
-clipping, are the two functions at the bottom. Everything is computed from logits with
-softplus / BCE-with-logits, so no sigmoid saturates to log(0).
+  g(out): G's loss on D's outputs for generated samples;
+  uses_labels: whether `target` (1 real / 0 fake, or the hacks' smoothed and flipped labels)
+    enters D's loss; the others ignore it, and label hacks are refused for them;
+  threshold: where D's output separates "real" from "fake" (for D accuracy), None for a critic.
+`conf/loss/<name>.yaml` names its objective by import path (`objective:
+gancompare.losses.hinge`), so adding a loss is one `Objective` here plus one YAML file.
+Everything is computed from logits with softplus / BCE-with-logits, so no sigmoid saturates to
+log(0). The regularisers a loss config can carry, a gradient penalty and weight clipping, are the
+two functions at the bottom.
 """
 
 from __future__ import annotations
@@ -26,12 +30,12 @@ class Objective:
     d_real: Callable[[Tensor, Tensor], Tensor]
     d_fake: Callable[[Tensor, Tensor], Tensor]
     g: Callable[[Tensor], Tensor]
-    # Where D's output separates "real" from "fake" (for D accuracy); None for a critic, whose
-    # score has no such threshold and which takes no labels.
+    uses_labels: bool
     threshold: float | None
 
     @property
-    def uses_labels(self) -> bool:
+    def has_accuracy(self) -> bool:
+        """D's output has a real/fake threshold, so D accuracy means something."""
         return self.threshold is not None
 
 
@@ -72,19 +76,37 @@ def least_squares_g(out: Tensor) -> Tensor:
     return 0.5 * (out - 1.0).pow(2).mean()
 
 
-OBJECTIVES: dict[str, Objective] = {
-    "minimax": Objective(bce, bce, minimax_g, threshold=0.0),
-    "non-saturating": Objective(bce, bce, non_saturating_g, threshold=0.0),
-    "wasserstein": Objective(critic_real, critic_fake, critic_g, threshold=None),
-    "least-squares": Objective(least_squares_d, least_squares_d, least_squares_g, threshold=0.5),
-}
+def hinge_real(out: Tensor, target: Tensor) -> Tensor:
+    """Hinge (Lim & Ye 2017): D pays for real samples scored below +1 ..."""
+    return F.relu(1.0 - out).mean()
 
 
-def get_objective(name: str) -> Objective:
-    if name not in OBJECTIVES:
-        raise ConfigError("loss.objective", f"unknown objective '{name}'",
-                          f"choose one of {', '.join(OBJECTIVES)}")
-    return OBJECTIVES[name]
+def hinge_fake(out: Tensor, target: Tensor) -> Tensor:
+    """... and for generated samples scored above -1."""
+    return F.relu(1.0 + out).mean()
+
+
+minimax = Objective(bce, bce, minimax_g, uses_labels=True, threshold=0.0)
+non_saturating = Objective(bce, bce, non_saturating_g, uses_labels=True, threshold=0.0)
+wasserstein = Objective(critic_real, critic_fake, critic_g, uses_labels=False, threshold=None)
+least_squares = Objective(least_squares_d, least_squares_d, least_squares_g, uses_labels=True,
+                          threshold=0.5)
+# G's hinge loss is the Wasserstein one, -E[D(G(z))] (SN-GAN, BigGAN).
+hinge = Objective(hinge_real, hinge_fake, critic_g, uses_labels=False, threshold=0.0)
+
+
+def get_objective(path: str) -> Objective:
+    """The `Objective` that `loss.objective` names by import path."""
+    from hydra.utils import get_object
+
+    try:
+        objective = get_object(path)
+    except Exception:
+        objective = None
+    if not isinstance(objective, Objective):
+        raise ConfigError("loss.objective", f"'{path}' is not an Objective",
+                          "name one by import path, e.g. gancompare.losses.hinge")
+    return objective
 
 
 def gradient_penalty(critic: nn.Module, real: Tensor, fake: Tensor) -> Tensor:

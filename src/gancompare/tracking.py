@@ -78,21 +78,36 @@ class WandbRun:
         mode = settings.get("mode", "offline")
         if mode == "disabled":
             return
-        id_file = Path(run_dir) / "wandb_id"
+        self.run_dir = Path(run_dir)
+        id_file = self.run_dir / "wandb_id"
         try:
-            import wandb
-
             run_id = id_file.read_text().strip() if id_file.is_file() else uuid.uuid4().hex[:8]
             id_file.write_text(run_id)
-            os.environ.setdefault("WANDB_SILENT", "true")
-            self.run = wandb.init(
-                project=settings.get("project"), entity=settings.get("entity"), group=group,
-                name=name, job_type=settings.get("job_type"), tags=list(settings.get("tags") or []),
-                config=config, dir=str(run_dir), mode=mode, id=run_id, resume="allow",
-                reinit="finish_previous",  # Hydra multirun and joblib reuse processes
-                settings=wandb.Settings(console="off", x_disable_stats=True))
+            init = dict(project=settings.get("project"), entity=settings.get("entity"),
+                        group=group, name=name, job_type=settings.get("job_type"),
+                        tags=list(settings.get("tags") or []), config=config, id=run_id)
+            self.run = self._init(init, mode)
         except Exception as error:  # W&B must never break a run
-            self._disable(error)
+            if mode != "online":
+                self._disable(error)
+                return
+            # No server: keep the run's files offline, for `wandb sync` once it is reachable.
+            warnings.warn(f"W&B could not start online ({type(error).__name__}: {error}); this "
+                          f"run logs offline: upload it later with `wandb sync "
+                          f"{self.run_dir / 'wandb'}/offline-run-*`", stacklevel=2)
+            log.warning("W&B online failed, logging offline: %s", error)
+            try:
+                self.run = self._init(init, "offline")
+            except Exception as offline_error:
+                self._disable(offline_error)
+
+    def _init(self, init: dict[str, Any], mode: str):
+        import wandb
+
+        os.environ.setdefault("WANDB_SILENT", "true")
+        return wandb.init(**init, dir=str(self.run_dir), mode=mode, resume="allow",
+                          reinit="finish_previous",  # Hydra multirun and joblib reuse processes
+                          settings=wandb.Settings(console="off", x_disable_stats=True))
 
     @property
     def active(self) -> bool:
@@ -137,7 +152,8 @@ class WandbRun:
 
     def _disable(self, error: Exception) -> None:
         warnings.warn(f"W&B disabled for this run ({type(error).__name__}: {error}); training "
-                      "goes on and every figure is still in the run directory", stacklevel=3)
+                      "goes on, every figure is still in the run directory, and W&B's files "
+                      "written so far stay in its wandb/ folder", stacklevel=3)
         log.warning("W&B disabled: %s", error)
         run, self.run = self.run, None
         if run is not None:

@@ -92,12 +92,12 @@ def judge(history: Mapping[str, np.ndarray], figures: Mapping[str, float], criti
             # The onset is searched over the whole run; the rule fires when the condition has
             # been sustained since before the judged window began.
             all_wins = (((history["d_loss_real"] + history["d_loss_fake"]) / 2
-                         < rules["d_loss_floor"])
-                        & (history["d_acc_real"] >= rules["d_acc_ceiling"])
-                        & (history["d_acc_fake"] >= rules["d_acc_ceiling"]))
+                         < rules["d_loss_max"])
+                        & (history["d_acc_real"] >= rules["d_acc_min"])
+                        & (history["d_acc_fake"] >= rules["d_acc_min"]))
             d_wins = all_wins[window]
             evidence["d_wins_share"] = float(d_wins.mean())
-            onset = sustained_onset(all_wins, history["step"], rules["sustained"])
+            onset = sustained_onset(all_wins, history["step"], rules["sustained_min"])
             if onset is not None and onset <= steps[0]:
                 return verdict(
                     "convergence-failure", "d-wins",
@@ -107,15 +107,15 @@ def judge(history: Mapping[str, np.ndarray], figures: Mapping[str, float], criti
         tail = g_loss[-max(1, len(g_loss) // 5):]
         slope = float(np.polyfit(steps, g_loss, 1)[0]) if len(steps) > 1 else 0.0
         evidence["g_loss_end"], evidence["g_loss_slope"] = float(tail.mean()), slope
-        if not critic and tail.mean() > rules["g_loss_climb"] and slope > 0:
+        if not critic and tail.mean() > rules["g_loss_climbing_min"] and slope > 0:
             return verdict("convergence-failure", "g-loss-climbing",
                            f"G loss at {tail.mean():.2f} and still rising "
                            f"({slope * 100:+.2f} per 100 steps)", int(steps[0]),
                            g_loss_end=float(tail.mean()), slope_per_step=slope)
 
     precision, density = _find(figures, "precision"), _find(figures, "density")
-    if precision and density and precision[1] < rules["min_precision"] \
-            and density[1] < rules["min_precision"]:
+    if precision and density and precision[1] < rules["precision_min"] \
+            and density[1] < rules["precision_min"]:
         return verdict("convergence-failure", "off-manifold",
                        f"{precision[0]}={precision[1]:.3f} and {density[0]}={density[1]:.3f}: "
                        "samples lie off the data manifold (noise)", None,
@@ -130,7 +130,8 @@ def judge(history: Mapping[str, np.ndarray], figures: Mapping[str, float], criti
         acc_fake = float(history["d_acc_fake"][window].mean())
         evidence["g_loss_oscillation"] = {"autocorrelation": height, "period_steps": lag,
                                           "d_acc_fake": acc_fake}
-        oscillating = height >= rules["oscillation_autocorr"] and acc_fake >= rules["acc_fake_high"]
+        oscillating = (height >= rules["oscillation_autocorr_min"]
+                       and acc_fake >= rules["d_acc_fake_min"])
         if oscillating and not _has_coverage(figures):
             return verdict("mode-collapse", "g-loss-oscillation",
                            f"G loss oscillates (period ~{lag} steps, autocorrelation "
@@ -147,22 +148,22 @@ def _has_coverage(figures: Mapping[str, float]) -> bool:
 def _coverage_rules(figures: Mapping[str, float], rules: Mapping[str, Any],
                     known: Mapping[str, float]) -> tuple[str, str, dict] | None:
     distinct = _find(figures, "distinct")
-    if distinct and distinct[1] < rules["min_distinct"]:
+    if distinct and distinct[1] < rules["distinct_min"]:
         return ("few-distinct", f"{distinct[0]}={distinct[1]:.3f}: most samples are "
                 "near-duplicates of each other", dict([distinct]))
     total = known.get("modes")
     for stem in ("mixture_modes", "stacked_modes"):
         found = _find(figures, stem)
-        if found and total and found[1] < rules["min_mode_share"] * total:
+        if found and total and found[1] < rules["mode_share_min"] * total:
             return ("missing-modes", f"{found[0]}={found[1]:.0f} of {total:.0f} modes",
                     dict([found]))
     coverage = _find(figures, "coverage")
-    if coverage and coverage[1] < rules["min_coverage"]:
+    if coverage and coverage[1] < rules["coverage_min"]:
         return ("low-coverage", f"{coverage[0]}={coverage[1]:.3f}: generated samples cover few "
                 "real neighbourhoods", dict([coverage]))
     classes, reference = _find(figures, "classes"), known.get("classes")
     if classes and reference and reference >= 2 \
-            and classes[1] < rules["min_class_share"] * reference:
+            and classes[1] < rules["class_share_min"] * reference:
         return ("missing-classes", f"{classes[0]}={classes[1]:.0f} of {reference:.0f} classes",
                 dict([classes]))
     return None

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gancompare import data_sources
+from gancompare.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -57,12 +58,10 @@ class DomainClassifier(nn.Module):
 def _load_split(domain: str, root: Path, train: bool) -> tuple[Tensor, Tensor]:
     from torchvision import datasets
 
-    if domain == "mnist":
-        data_sources.ensure_mnist(root, log.info)
-        ds = datasets.MNIST(str(root), train=train, download=False)
-    else:
-        data_sources.ensure_fashion_mnist(root, log.info)
-        ds = datasets.FashionMNIST(str(root), train=train, download=False)
+    cls = datasets.MNIST if domain == "mnist" else datasets.FashionMNIST
+    if not data_sources.is_complete(Path(root) / cls.__name__ / "raw"):
+        raise FileNotFoundError(f"{cls.__name__} is not set up under {root}: run make data")
+    ds = cls(str(root), train=train, download=False)
     return ds.data.unsqueeze(1).float().div(127.5).sub(1.0), ds.targets
 
 
@@ -121,24 +120,37 @@ def train_classifier(domain: str, root: Path,
     return model.eval(), info
 
 
-def load_classifier(domain: str, root: Path, device: torch.device,
-                    train_if_missing: bool = True) -> tuple[DomainClassifier, dict]:
-    """The cached classifier for `domain` (mnist | fashion-mnist), trained on first use."""
+def load_classifier(domain: str, root: Path,
+                    device: torch.device) -> tuple[DomainClassifier, dict]:
+    """The cached classifier for `domain` (mnist | fashion-mnist). Training it is part of the
+    set-up (`make data`, `train_and_cache`), never of a metric call."""
     if domain not in RECIPES:
-        raise ValueError(f"no domain classifier for '{domain}'; known: {', '.join(RECIPES)}")
+        raise ConfigError("data.classifier", f"no domain classifier for '{domain}'",
+                          f"choose one of {', '.join(RECIPES)}, or null")
+    try:
+        path = cache_path(domain, root)
+    except FileNotFoundError:  # the training files themselves are missing
+        path = None
+    if path is None or not path.is_file():
+        raise ConfigError("eval.feature_space", f"the {domain} classifier the metrics use is not "
+                          f"set up under {Path(root) / 'classifiers'}", "run `make data` (trains "
+                          "it once, 2-5 min on CPU), or set eval.feature_space=pixels")
+    state = torch.load(path, map_location=device, weights_only=True)
+    model = DomainClassifier().to(device)
+    model.load_state_dict(state["model"])
+    return model.eval(), state["info"]
+
+
+def train_and_cache(domain: str, root: Path, device: torch.device) -> dict:
+    """Set-up: train the classifier for `domain` unless it is cached; return its info."""
     path = cache_path(domain, root)
     if path.is_file():
-        state = torch.load(path, map_location=device, weights_only=False)
-        model = DomainClassifier().to(device)
-        model.load_state_dict(state["model"])
-        return model.eval(), state["info"]
-    if not train_if_missing:
-        raise FileNotFoundError(path)
-    log.info("Training the %s classifier (first use; cached at %s)", domain, path)
+        return torch.load(path, map_location="cpu", weights_only=True)["info"]
+    log.info("Training the %s classifier (cached at %s)", domain, path)
     model, info = train_classifier(domain, root, device)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     torch.save({"model": model.state_dict(), "info": info}, tmp)
     tmp.replace(path)
     log.info("%s classifier: test accuracy %.4f", domain, info["test_accuracy"])
-    return model, info
+    return info

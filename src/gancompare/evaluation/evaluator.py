@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from functools import cached_property
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -29,15 +30,17 @@ Sampler = Callable[[int], Tensor]
 
 class Evaluator:
     def __init__(self, cfg: DictConfig, data_cfg: DictConfig, data: Dataset,
-                 device: torch.device) -> None:
-        """cfg: the run's `eval` group; data_cfg: its `data` group (which classifier applies)."""
+                 device: torch.device, root: str | Path) -> None:
+        """cfg: the run's `eval` group; data_cfg: its `data` group (which classifier applies);
+        root: paths.data, where the set-up put the classifiers."""
         self.cfg, self.data_cfg, self.data, self.device = cfg, data_cfg, data, device
+        self.root = Path(root)
         self._radius: dict[int, float] = {}
 
     @cached_property
     def space(self) -> FeatureSpace:
         return feature_space(self.cfg.feature_space, self.data_cfg, self.data.is_image,
-                             self.cfg.get("inception_weights"), self.device)
+                             self.cfg.get("inception_weights"), self.device, self.root)
 
     @cached_property
     def reference(self) -> dict:
@@ -50,6 +53,7 @@ class Evaluator:
         train = self.data.train[idx.to(self.data.train.device)]
         train_features, _ = self.space(to_model_space(train))
         reference = {"test_stats": metrics.gaussian_stats(test_features),
+                     "test_features": test_features,
                      "train_features": train_features,
                      "ndb_bins": metrics.NdbBins.fit(train_features, k=int(self.cfg.ndb_bins))}
         if test_predictions is not None and test_predictions.ndim == 1:
@@ -101,6 +105,9 @@ class Evaluator:
         space = self.space.name
         mu, sigma = metrics.gaussian_stats(features)
         figures[f"fid_{space}"] = metrics.frechet_distance(mu, sigma, *ref["test_stats"])
+        figures.update({f"{k}_{space}": v for k, v in metrics.kid(
+            ref["test_features"], features, int(self.cfg.kid_subset_size),
+            int(self.cfg.kid_subsets)).items()})
         figures.update({f"{k}_{space}": v for k, v in ref["ndb_bins"].score(features).items()})
         cap = int(self.cfg.prdc_samples)
         figures.update({f"{k}_{space}": v for k, v in metrics.prdc(

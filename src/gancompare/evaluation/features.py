@@ -109,7 +109,7 @@ class InceptionSpace(FeatureSpace):
                               "or set it to null for the documented fallback")
         from pytorch_fid import inception
 
-        state = torch.load(weights, map_location="cpu")
+        state = torch.load(weights, map_location="cpu", weights_only=True)
         # pytorch-fid downloads its weights; hand it the local file instead.
         with mock.patch.object(inception, "load_state_dict_from_url", return_value=state):
             self.model = inception.InceptionV3([3]).to(device).eval()
@@ -121,9 +121,9 @@ class InceptionSpace(FeatureSpace):
 
 
 def feature_space(choice: str, data_cfg, is_image: bool, inception_weights: str | None,
-                  device: torch.device) -> FeatureSpace:
-    """`eval.feature_space`: auto | classifier | inception | pixels."""
-    root = Path(data_cfg.root)
+                  device: torch.device, root: str | Path) -> FeatureSpace:
+    """`eval.feature_space`: auto | classifier | inception | pixels; `root` is paths.data."""
+    root = Path(root)
     if not is_image:
         return PointSpace(device)
     domain = data_cfg.get("classifier")

@@ -1,4 +1,4 @@
-"""Data sets (real files, offline set-up) and the SPEC architectures."""
+"""Data sets (real files from the offline set-up) and the set-up's sources."""
 
 from __future__ import annotations
 
@@ -9,19 +9,16 @@ import numpy as np
 import pytest
 import torch
 from conftest import DATA_ROOT, make_cfg, write_image_folder
-from omegaconf import OmegaConf
-from torch import nn
 
 from gancompare import data_sources
 from gancompare.datasets import load_dataset
-from gancompare.errors import ConfigError
-from gancompare.models import build_models
 
 CPU = torch.device("cpu")
 
 
 def data(*overrides, resolution=None):
-    return load_dataset(make_cfg(*overrides).data, resolution, CPU)
+    cfg = make_cfg(*overrides)
+    return load_dataset(cfg.data, cfg.paths.data, resolution, CPU)
 
 
 def test_mnist8_is_the_5851_training_eights_in_minus_one_to_one():
@@ -73,10 +70,10 @@ def test_mnist_setup_rebuilds_the_idx_files_from_the_verified_pickle(tmp_path):
 
 def test_image_folders_are_read_recursively_and_resized(tmp_path):
     folder = write_image_folder(tmp_path / "photos", n=10)
-    photos = data("data=zalando", f"data.path={folder}", f"data.root={tmp_path}")
+    photos = data("data=zalando", f"data.path={folder}", f"paths.data={tmp_path}")
     assert len(photos) == 10 and photos.shape == (3, 64, 64)
     assert any((tmp_path / "cache").glob("image-folder-*-64.pt"))  # decoded once, then cached
-    small = data("data=zalando", f"data.path={folder}", f"data.root={tmp_path}", resolution=28)
+    small = data("data=zalando", f"data.path={folder}", f"paths.data={tmp_path}", resolution=28)
     assert small.shape == (3, 28, 28)
 
 
@@ -97,56 +94,11 @@ def test_stacked_mnist_stacks_three_digits():
     assert len(stacked.train_labels.unique()) > 990  # 60k stacks cover nearly every mode
 
 
-@pytest.mark.parametrize("arch, shape", [("mlp", (1, 28, 28)), ("mlp", (2,)),
-                                         ("mlp", (3, 64, 64)), ("dcgan28", (1, 28, 28)),
-                                         ("dcgan28", (3, 28, 28)), ("dcgan64", (3, 64, 64)),
-                                         ("dcgan64", (1, 64, 64))])
-def test_architectures_map_latents_to_data_and_data_to_one_logit(arch, shape):
-    cfg = make_cfg(f"model={arch}").model
-    g, d = build_models(arch, shape, cfg.latent_dim, cfg.d_norm, cfg.g_norm, 0.02,
-                        image_output=len(shape) == 3)
-    fake = g(torch.randn(4, cfg.latent_dim))
-    assert fake.shape == (4, *shape)
-    if len(shape) == 3:
-        assert fake.abs().max() <= 1  # tanh
-    assert d(fake).shape == (4,)
 
 
-def test_weights_start_normal_with_std_002():
-    g, d = build_models("dcgan28", (1, 28, 28), 50, "batch", "none", 0.02, True)
-    convs = [m.weight for m in d.modules() if isinstance(m, nn.Conv2d)]
-    weights = torch.cat([w.flatten() for w in convs])
-    assert weights.std().item() == pytest.approx(0.02, rel=0.05)
-    assert any(isinstance(m, nn.BatchNorm2d) for m in d.modules())
-    assert not any(isinstance(m, nn.BatchNorm2d) for m in g.modules())
+def test_loading_never_fetches_missing_data(tmp_path):
+    from gancompare.errors import ConfigError
 
-
-def test_dcgan28_matches_the_spec_layer_by_layer():
-    g, d = build_models("dcgan28", (1, 28, 28), 50, "none", "none", 0.02, True)
-    convs = [m for m in d.modules() if isinstance(m, nn.Conv2d)]
-    assert [(c.out_channels, c.kernel_size, c.stride) for c in convs] == [(64, (4, 4), (2, 2))] * 2
-    tconvs = [m for m in g.modules() if isinstance(m, nn.ConvTranspose2d)]
-    assert [(c.out_channels, c.kernel_size, c.stride) for c in tconvs] == \
-        [(128, (4, 4), (2, 2))] * 2
-    assert g[0].in_features == 50 and g[0].out_features == 128 * 7 * 7
-
-
-def test_a_gradient_penalty_swaps_batch_norm_for_layer_norm():
-    from gancompare.config import effective_config
-
-    cfg = effective_config(make_cfg("model=dcgan64", "loss=wgan-gp"))
-    assert cfg.model.d_norm == "layer"
-    assert effective_config(make_cfg("model=dcgan64", "loss=lsgan")).model.d_norm == "batch"
-
-
-def test_dcgan_refuses_point_data():
-    with pytest.raises(ConfigError, match="model: dcgan64 needs 64×64 images.*model=mlp"):
-        build_models("dcgan64", (2,), 100, "batch", "none", 0.02, False)
-
-
-def test_every_config_option_composes():
-    for group in ("model", "loss", "data", "hacks"):
-        for option in sorted(p.stem for p in (DATA_ROOT.parent / "conf" / group).glob("*.yaml")):
-            value = f"[{option}]" if group == "hacks" else option
-            cfg = make_cfg(f"{group}={value}")
-            OmegaConf.to_container(cfg, resolve=True)
+    with pytest.raises(ConfigError, match=r"paths.data: MNIST is not set up under .*make data"):
+        data("data=mnist8", f"paths.data={tmp_path}")
+    assert list(tmp_path.iterdir()) == []  # nothing downloaded, nothing written

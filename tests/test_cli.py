@@ -3,26 +3,35 @@
 from __future__ import annotations
 
 import pytest
-from conftest import CONF, NO_EVAL, make_cfg, run_cli, write_image_folder
+from conftest import CONF, make_cfg, run_cli, write_image_folder
 
-from gancompare.cli import check_group_choices
+from gancompare.cli import check_composition, check_group_choices
 from gancompare.errors import ConfigError
-from gancompare.trainer import train
+from gancompare.training import train
 
 CASES = [
-    (["loss=wgan-xx"], "loss", ["lsgan", "minimax", "non-saturating", "wasserstein", "wgan-gp"]),
+    (["loss=wgan-xx"], "loss", ["hinge", "lsgan", "minimax", "non-saturating", "wasserstein",
+                                "wgan-gp"]),
+    (["optimizer=adamw"], "optimizer", ["dcgan", "wgan-gp", "sngan", "adam-defaults"]),
     (["-m", "loss=minimax,wgan-xx"], "loss", ["wgan-gp"]),
     (["hacks=[smoothing,nosy]"], "hacks", ["noisy", "separate-batches", "smoothing"]),
     (["trainer.batch_size=0"], "trainer.batch_size", ["positive"]),
     (["trainer.batch_size=-4"], "trainer.batch_size", ["positive"]),
-    (["loss.optimizer.d.lr=-1e-4"], "loss.optimizer.d.lr", ["positive"]),
-    (["loss.optimizer.g.lr=0"], "loss.optimizer.g.lr", ["positive"]),
+    (["optimizer.d.lr=-1e-4"], "optimizer.d.lr", ["positive"]),
+    (["optimizer.g.lr=0"], "optimizer.g.lr", ["positive"]),
+    (["optimizer.d_steps=0"], "optimizer.d_steps", ["positive"]),
+    (["seed=abc"], "seed", ["could not be converted to Integer", "seed=0"]),
+    (["-m", "seed=0,x"], "seed", ["could not be converted to Integer"]),
+    (["trainer.epochs=ten"], "trainer.epochs", ["Integer", "trainer.epochs=10"]),
+    (["trainer.epoch=3"], "trainer.epoch", ["not in", "--cfg job"]),
     (["trainer.epochs=0"], "trainer.epochs", ["positive"]),
     (["trainer.epochs=-3"], "trainer.epochs", ["positive"]),
     (["data=zalando", "data.path=/nonexistent/zalando"], "data.path",
      ["does not exist", "dqmonn/zalando-store-crawl"]),
-    (["loss=wasserstein", "hacks=[smoothing]"], "hacks", ["smoothing", "critic", "drop"]),
-    (["loss=wgan-gp", "hacks=[noisy]"], "hacks", ["noisy", "critic"]),
+    (["loss=wasserstein", "hacks=[smoothing]"], "hacks", ["smoothing", "no labels", "drop"]),
+    (["loss=wgan-gp", "hacks=[noisy]"], "hacks", ["noisy", "no labels"]),
+    (["loss=hinge", "hacks=[noisy]"], "hacks", ["noisy", "loss=hinge"]),
+    (["data=fashion", "paths.data=/nonexistent"], "paths.data", ["make data"]),
     (["model=dcgan28", "data=ring8"], "model", ["mlp"]),
     (["device=cuda:0"] , "device", ["device=auto"]),
 ]
@@ -32,8 +41,8 @@ def one_line_error(args: list[str], tmp_path) -> str:
     """The error line the entrypoint prints for these arguments, produced in-process."""
     try:
         check_group_choices(args, CONF)
-        train(make_cfg(*NO_EVAL, *[a for a in args if a != "-m" and "," not in a]),
-              tmp_path / "run")
+        check_composition(args, CONF)
+        train(make_cfg(*[a for a in args if a != "-m" and "," not in a]), tmp_path / "run")
     except ConfigError as error:
         return f"error: {error}"
     raise AssertionError(f"{args} was accepted")
@@ -51,7 +60,7 @@ def test_bad_input_names_the_key_and_the_fix(args, key, words, tmp_path):
         assert word in line
 
 
-@pytest.mark.parametrize("index", [0, 3, 9])
+@pytest.mark.parametrize("index", [0, 4, 9, 15])
 def test_the_entrypoint_prints_one_line_and_exits_non_zero(index, tmp_path):
     args, key, _ = CASES[index]
     out = run_cli("src/train.py", *args, f"hydra.run.dir={tmp_path}",
@@ -68,12 +77,12 @@ def test_an_empty_image_folder_is_refused(tmp_path):
     (empty / "sub").mkdir(parents=True)
     (empty / "sub" / "readme.txt").write_text("no images here")
     with pytest.raises(ConfigError, match=r"data.path: no .jpg/.jpeg/.png image under .*zalando"):
-        train(make_cfg(*NO_EVAL, "data=zalando", f"data.path={empty}"), tmp_path / "run")
+        train(make_cfg("data=zalando", f"data.path={empty}"), tmp_path / "run")
 
 
 def test_the_zalando_message_says_where_to_put_the_data(tmp_path):
     with pytest.raises(ConfigError) as error:
-        train(make_cfg(*NO_EVAL, "data=zalando", f"data.path={tmp_path / 'missing'}"),
+        train(make_cfg("data=zalando", f"data.path={tmp_path / 'missing'}"),
               tmp_path / "run")
     assert str(tmp_path / "missing") in str(error.value)
     assert "kaggle datasets download -d dqmonn/zalando-store-crawl" in str(error.value)
@@ -81,7 +90,18 @@ def test_the_zalando_message_says_where_to_put_the_data(tmp_path):
 
 def test_a_good_folder_trains(tmp_path):
     folder = write_image_folder(tmp_path / "photos", n=40)
-    summary = train(make_cfg(*NO_EVAL, "data=zalando", f"data.path={folder}", "model=mlp",
-                             "trainer.batch_size=8", "trainer.max_steps=2",
-                             f"data.root={tmp_path}"), tmp_path / "run")
-    assert summary["status"] == "finished"
+    summary = train(make_cfg("data=zalando", f"data.path={folder}", "model=mlp",
+                             "trainer.batch_size=8", f"paths.data={tmp_path}"), tmp_path / "run")
+    assert summary["status"] == "finished" and summary["steps"] == 3
+
+
+def test_a_missing_classifier_names_the_set_up_command(tmp_path):
+    import shutil
+
+    from conftest import DATA_ROOT
+
+    shutil.copytree(DATA_ROOT / "MNIST", tmp_path / "MNIST")  # data, but no classifiers
+    with pytest.raises(ConfigError, match=r"eval.feature_space: the mnist classifier .* is not "
+                                          r"set up .*Fix: run `make data`"):
+        train(make_cfg("model=mlp", f"paths.data={tmp_path}", "eval.final_samples=100"),
+              tmp_path / "run")

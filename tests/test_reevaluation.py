@@ -1,25 +1,23 @@
-"""`src/evaluate.py` recomputes a finished run's metrics through the training loop's code path."""
+"""`src/evaluate.py` recomputes a finished run's metrics through the training loop's code path;
+every data set is evaluated in its feature space."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
-from conftest import make_cfg, run_cli
+from conftest import make_cfg, read_csv, run_cli
 
-from gancompare.trainer import train
-
-LIGHT_EVAL = ["eval.epoch_samples=300", "eval.final_samples=600",
-              "eval.reference_samples=1500", "eval.prdc_samples=600"]
+from gancompare.training import train
 
 
 def test_evaluate_reproduces_the_final_metrics_and_updates_the_summary(tmp_path):
-    summary = train(make_cfg(*LIGHT_EVAL, "model=mlp", "trainer.max_steps=5",
-                             "trainer.batch_size=32"), tmp_path)
+    summary = train(make_cfg("model=mlp", debug="eval"), tmp_path)
     final = summary["eval"]
     assert {"fid_mnist_cnn", "ndb_k_mnist_cnn", "ndb_js_mnist_cnn", "precision_mnist_cnn",
             "recall_mnist_cnn", "density_mnist_cnn", "coverage_mnist_cnn", "distinct_mnist_cnn",
-            "classes_mnist_cnn", "class_kl_mnist_cnn"} <= set(final)
+            "classes_mnist_cnn", "class_kl_mnist_cnn", "kid_mnist_cnn",
+            "kid_std_mnist_cnn"} <= set(final)
     out = run_cli("src/evaluate.py", str(tmp_path), timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     printed = json.loads(out.stdout)
@@ -37,12 +35,9 @@ def test_evaluate_with_more_samples_and_a_missing_run(tmp_path):
 
 
 def test_epoch_metrics_land_in_the_metrics_file(tmp_path):
-    import csv
-
-    train(make_cfg(*LIGHT_EVAL, "model=mlp", "data=ring8", "trainer.max_steps=3",
-                   "trainer.batch_size=64"), tmp_path)
-    with open(tmp_path / "metrics.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
+    train(make_cfg("model=mlp", "data=ring8", "trainer.max_steps=3", "trainer.batch_size=64",
+                   debug="eval"), tmp_path)
+    rows = read_csv(tmp_path / "metrics.csv")
     assert rows[-1]["epoch/mixture_modes"] != "" and rows[0]["epoch/mixture_modes"] == ""
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert 0 <= summary["eval"]["mixture_modes"] <= 8
@@ -76,10 +71,10 @@ def test_every_data_set_is_evaluated_in_its_feature_space(data, space, extra, tm
 
     overrides = ["model=mlp", "trainer.max_steps=2", "trainer.batch_size=16",
                  "eval.every_epoch=false", "eval.final_samples=60", "eval.stacked_samples=500",
-                 "eval.reference_samples=500", "eval.prdc_samples=60"]
+                 "eval.reference_samples=500", "eval.prdc_samples=60", "eval.kid_subsets=10"]
     if data.startswith("zalando"):
         write_image_folder(tmp_path / "photos", n=60)
-        overrides += ["data=zalando", f"data.path={tmp_path / 'photos'}", f"data.root={tmp_path}"]
+        overrides += ["data=zalando", f"data.path={tmp_path / 'photos'}", f"paths.data={tmp_path}"]
         if data == "zalando-inception":
             weights = _fake_fid_inception_weights(tmp_path / "pt_inception.pth")
             overrides += [f"eval.inception_weights={weights}"]
@@ -87,9 +82,10 @@ def test_every_data_set_is_evaluated_in_its_feature_space(data, space, extra, tm
         overrides.append(f"data={data}")
     if data == "stacked-mnist":
         overrides += ["data.n_samples=2000", "data.n_test_samples=1000"]
-    summary = train(make_cfg(*overrides), tmp_path / "run")
+    summary = train(make_cfg(*overrides, debug="eval"), tmp_path / "run")
     names = set(summary["eval"])
-    for metric in ("fid", "ndb_k", "precision", "recall", "density", "coverage", "distinct"):
+    for metric in ("fid", "kid", "ndb_k", "precision", "recall", "density", "coverage",
+                   "distinct"):
         assert f"{metric}_{space}" in names, (metric, sorted(names))
     assert set(extra) <= names
     if data == "stacked-mnist":

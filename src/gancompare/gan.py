@@ -1,0 +1,178 @@
+"""One GAN training step: `optimizer.d_steps` discriminator updates, then one generator update.
+
+Each D update sees half a batch of real samples and half a batch of generated ones: one mixed
+pass and one optimiser step, or, with `hacks=[separate-batches]`, an all-real pass and step then
+an all-fake pass and step. G is updated through D on a full batch of fresh latent points with
+target "real", D's weights frozen. The step never reads a value back to the host: its figures
+stay tensors on the device. Nothing here branches on a loss's name: the `Objective` says what D's
+output means.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+from torch import Tensor, nn
+
+from gancompare.datasets import Dataset
+from gancompare.hacks import Labels
+from gancompare.losses import Objective, clip_weights, get_objective, gradient_penalty
+from gancompare.models import build_models
+
+NETS = ("generator", "discriminator", "g_optimizer", "d_optimizer")
+
+
+@contextlib.contextmanager
+def frozen(module: nn.Module) -> Iterator[None]:
+    """G's update back-propagates through D without computing D's own weight gradients."""
+    params = [p for p in module.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
+
+
+def grad_norm(module: nn.Module) -> Tensor:
+    grads = [p.grad for p in module.parameters() if p.grad is not None]
+    return torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(())
+
+
+@dataclass
+class GAN:
+    """The two networks, their optimisers and the rules of one training step."""
+
+    generator: nn.Module
+    discriminator: nn.Module
+    g_optimizer: torch.optim.Optimizer
+    d_optimizer: torch.optim.Optimizer
+    objective: Objective
+    labels: Labels
+    data: Dataset
+    latent_dim: int
+    batch_size: int
+    d_steps: int = 1
+    separate_batches: bool = False
+    penalty_weight: float | None = None
+    clip: float | None = None
+
+    def latent(self, n: int) -> Tensor:
+        return torch.randn(n, self.latent_dim, device=self.data.train.device)
+
+    def step(self) -> dict[str, Tensor]:
+        d_figures = [self.discriminator_update() for _ in range(self.d_steps)]
+        figures = {k: torch.stack([f[k] for f in d_figures]).mean() for k in d_figures[0]}
+        figures.update(self.generator_update())
+        return figures
+
+    def discriminator_update(self) -> dict[str, Tensor]:
+        D, objective = self.discriminator, self.objective
+        n_real = self.batch_size // 2
+        n_fake = self.batch_size - n_real
+        real = self.data.sample(n_real)
+        with torch.no_grad():
+            fake = self.generator(self.latent(n_fake))
+        target_real, target_fake = self.labels(n_real, n_fake)
+        if self.separate_batches:  # the tutorial's two train_on_batch calls: real, then fake
+            out_real = D(real)
+            loss_real = objective.d_real(out_real, target_real)
+            norms = [self._d_optimizer_step(loss_real)]
+            out_fake = D(fake)
+            loss_fake = objective.d_fake(out_fake, target_fake)
+            penalty = self._penalty(real, fake)
+            norms.append(self._d_optimizer_step(loss_fake + penalty))
+        else:  # one mixed batch: D's batch statistics mix real and fake
+            out_real, out_fake = D(torch.cat([real, fake])).split([n_real, n_fake])
+            loss_real = objective.d_real(out_real, target_real)
+            loss_fake = objective.d_fake(out_fake, target_fake)
+            penalty = self._penalty(real, fake)
+            norms = [self._d_optimizer_step(loss_real + loss_fake + penalty)]
+
+        figures = {"d_loss_real": loss_real.detach(), "d_loss_fake": loss_fake.detach(),
+                   "d_loss": (loss_real + loss_fake + penalty).detach(),
+                   "d_grad_norm": torch.stack(norms).mean()}
+        out_real, out_fake = out_real.detach(), out_fake.detach()
+        if objective.has_accuracy:
+            figures["d_acc_real"] = (out_real > objective.threshold).float().mean()
+            figures["d_acc_fake"] = (out_fake < objective.threshold).float().mean()
+        if not objective.uses_labels:  # a critic's or margin's raw scores
+            figures["critic_real"] = out_real.mean()
+            figures["critic_fake"] = out_fake.mean()
+            figures["wasserstein"] = figures["critic_real"] - figures["critic_fake"]
+        if self.penalty_weight:
+            figures["gradient_penalty"] = penalty.detach() / self.penalty_weight
+        return figures
+
+    def _penalty(self, real: Tensor, fake: Tensor) -> Tensor:
+        if not self.penalty_weight:
+            return torch.zeros((), device=real.device)
+        return self.penalty_weight * gradient_penalty(self.discriminator, real, fake)
+
+    def _d_optimizer_step(self, loss: Tensor) -> Tensor:
+        self.d_optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        norm = grad_norm(self.discriminator)
+        self.d_optimizer.step()
+        if self.clip:
+            clip_weights(self.discriminator, self.clip)
+        return norm
+
+    def generator_update(self) -> dict[str, Tensor]:
+        with frozen(self.discriminator):
+            fake = self.generator(self.latent(self.batch_size))
+            loss = self.objective.g(self.discriminator(fake))
+            self.g_optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+        norm = grad_norm(self.generator)
+        self.g_optimizer.step()
+        return {"g_loss": loss.detach(), "g_grad_norm": norm}
+
+    def sample(self, n: int) -> Tensor:
+        return self.generate(self.latent(n))
+
+    @torch.no_grad()
+    def generate(self, z: Tensor) -> Tensor:
+        """Samples for figures and metrics: G in eval mode, training mode restored after."""
+        was_training = self.generator.training
+        self.generator.eval()
+        try:
+            return torch.cat([self.generator(chunk) for chunk in z.split(1000)])
+        finally:
+            self.generator.train(was_training)
+
+    def parameters_finite(self) -> bool:
+        """One host sync: for the epoch-end checkpoint, never in the step."""
+        params = [p for m in (self.generator, self.discriminator) for p in m.parameters()]
+        return bool(torch.stack([torch.isfinite(p).all() for p in params]).all())
+
+    def state_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name).state_dict() for name in NETS}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for name in NETS:
+            getattr(self, name).load_state_dict(state[name])
+
+
+def build_gan(cfg: DictConfig, data: Dataset, device: torch.device) -> GAN:
+    """The GAN of an effective config (`config.effective_config`) on `data`."""
+    generator, discriminator = build_models(
+        cfg.model.arch, data.shape, cfg.model.latent_dim, cfg.model.d_norm, cfg.model.g_norm,
+        cfg.model.init_std, image_output=data.is_image)
+    generator.to(device)
+    discriminator.to(device)
+    return GAN(
+        generator=generator, discriminator=discriminator,
+        g_optimizer=instantiate(cfg.optimizer.g)(generator.parameters()),
+        d_optimizer=instantiate(cfg.optimizer.d)(discriminator.parameters()),
+        objective=get_objective(cfg.loss.objective), labels=Labels(cfg.hacks, device), data=data,
+        latent_dim=cfg.model.latent_dim, batch_size=cfg.trainer.batch_size,
+        d_steps=cfg.optimizer.d_steps, separate_batches="separate-batches" in cfg.hacks,
+        penalty_weight=cfg.loss.get("gradient_penalty"), clip=cfg.loss.get("clip_weights"))

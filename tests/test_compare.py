@@ -1,0 +1,139 @@
+"""The comparison of runs: a tidy table (one row per run), pandas group statistics, colours from
+the loss configs, a grid of the final metrics present, and the W&B path."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import matplotlib
+import pandas as pd
+import pytest
+
+from gancompare.compare import (
+    colours,
+    compare,
+    headline_metrics,
+    load_local,
+    load_wandb,
+    plot_final_metrics,
+    summary_table,
+)
+
+FIGURES = ["learning_curves", "final_metrics", "verdict_heatmap", "samples_mosaic"]
+
+
+def _write_job(job: Path, overrides: list[str], summary: dict, history: bool = True) -> None:
+    (job / ".hydra").mkdir(parents=True)
+    (job / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
+    (job / "summary.json").write_text(json.dumps(summary))
+    if history:
+        pd.DataFrame({"step": [1, 2], "d_loss_real": [0.6, 0.5], "d_loss_fake": [0.7, 0.6],
+                      "g_loss": [1.0, 1.1], "d_acc_real": [0.7, 0.8],
+                      "d_acc_fake": [0.6, 0.7]}).to_csv(job / "metrics.csv", index=False)
+
+
+@pytest.fixture
+def sweep_dir(tmp_path):
+    """A hand-made sweep: lsgan × 2 seeds, minimax × 1 seed plus one crashed minimax job."""
+    sweep = tmp_path / "sweep"
+    values = {("lsgan", 0): (10.0, 0.5), ("lsgan", 1): (14.0, 0.7), ("minimax", 0): (30.0, 0.1)}
+    for i, ((loss, seed), (fid, coverage)) in enumerate(values.items()):
+        _write_job(sweep / str(i), [f"loss={loss}", f"seed={seed}"], {
+            "status": "finished", "verdict": "stable" if fid < 20 else "mode-collapse",
+            "loss": loss, "seed": seed, "model": "mlp", "data": "mnist8", "hacks": [],
+            "optimizer": "dcgan", "eval": {"fid_mnist_cnn": fid, "coverage_mnist_cnn": coverage},
+            "verdict_evidence": {"reason": "r"}})
+    _write_job(sweep / "3", ["loss=minimax", "seed=1"], {
+        "status": "failed", "verdict": "failed", "error": "RuntimeError: boom",
+        "loss": "minimax", "seed": 1, "model": "mlp", "data": "mnist8", "hacks": []},
+        history=False)
+    return sweep
+
+
+def test_the_runs_are_one_tidy_row_each_and_the_table_is_their_group_statistics(sweep_dir,
+                                                                                  tmp_path):
+    runs = load_local(sweep_dir)
+    assert len(runs.table) == 4 and set(runs.histories) == {"sweep/0", "sweep/1", "sweep/2"}
+    assert {"loss", "optimizer", "hacks", "seed", "verdict", "eval.fid_mnist_cnn"} <= \
+        set(runs.table.columns)
+    table = summary_table(runs, ["loss"]).set_index("loss")
+    assert table.loc["lsgan", "fid_mnist_cnn_mean"] == 12.0
+    assert table.loc["lsgan", "fid_mnist_cnn_std"] == pytest.approx(2 ** 0.5 * 2)
+    assert (table.loc["lsgan", "fid_mnist_cnn_n"], table.loc["lsgan", "stable"]) == (2, 2)
+    assert table.loc["minimax", "fid_mnist_cnn_mean"] == 30.0
+    assert (table.loc["minimax", "failed"], table.loc["minimax", "runs"]) == (1, 2)
+    assert table.loc["minimax", "mode-collapse"] == 1
+    written = compare(runs, tmp_path / "out")
+    for name in FIGURES:
+        assert tmp_path / "out" / f"{name}.png" in written
+        assert (tmp_path / "out" / f"{name}.pdf").stat().st_size > 1000
+    markdown = (tmp_path / "out" / "table.md").read_text()
+    assert "| lsgan " in markdown and "12 ± 2.8" in markdown
+    assert "Failed jobs:\n- sweep/3 (minimax, seed 1): RuntimeError: boom" in markdown
+
+
+def test_loss_colours_come_from_the_loss_configs_in_every_invocation(sweep_dir):
+    first = colours(load_local(sweep_dir).table)
+    assert first == {"lsgan": "#D55E00", "minimax": "#E69F00"}  # conf/loss/*.yaml
+    assert colours(load_local(sweep_dir).table) == first
+
+
+def test_final_metrics_are_a_grid_of_the_metrics_present(sweep_dir, tmp_path):
+    runs = load_local(sweep_dir)
+    assert [m for m, _, _ in headline_metrics(runs.metrics)] == ["fid_mnist_cnn",
+                                                                 "coverage_mnist_cnn"]
+    captured = []
+    original = matplotlib.figure.Figure.savefig
+
+    def keep(fig, *args, **kwargs):
+        captured.append([ax for ax in fig.axes if ax.get_visible()])
+        return original(fig, *args, **kwargs)
+
+    matplotlib.figure.Figure.savefig = keep
+    try:
+        plot_final_metrics(runs, ["loss"], tmp_path)
+    finally:
+        matplotlib.figure.Figure.savefig = original
+    axes = captured[0]
+    assert [ax.get_title() for ax in axes] == ["FID (↓ better)", "coverage (↑ better)"]
+    names = [t.get_text() for t in axes[0].get_xticklabels()]
+    assert names == ["lsgan", "minimax"]
+
+
+def test_the_comparison_reads_runs_from_the_wandb_api(tmp_path):
+    """The W&B path with the API replaced by a stand-in: same records as a local sweep."""
+
+    class FakeFile:
+        name = "media/images/samples_45_abc.png"
+
+        def download(self, root, replace):
+            Path(root, self.name).parent.mkdir(parents=True, exist_ok=True)
+            Path(root, self.name).write_bytes(b"")
+
+    def fake_run(i, loss, seed, fid):
+        history = pd.DataFrame({"_step": [1, 2], "g_loss": [1.0, 0.9], "d_loss_real": [0.5, 0.6],
+                                "d_loss_fake": [0.6, 0.6], "d_acc_real": [0.8, 0.7],
+                                "d_acc_fake": [0.7, 0.7]})
+        return SimpleNamespace(
+            id=f"r{i}", name=f"loss={loss},seed={seed}", state="finished",
+            config={"loss": {"name": loss, "colour": "#123456"}, "hacks": {},
+                    "model": {"arch": "mlp"}, "data": {"name": "mnist8"}, "seed": seed,
+                    "tags": [], "optimizer": {"name": "dcgan"}},
+            summary={"status": "finished", "verdict": "stable", "eval/fid_mnist_cnn": fid,
+                     "eval/eval_seconds": 3.0},
+            history=lambda samples, pandas: history, files=lambda: [FakeFile()])
+
+    api = SimpleNamespace(runs=lambda path, filters: [
+        fake_run(0, "lsgan", 0, 5.0), fake_run(1, "lsgan", 1, 7.0)]
+        if filters == {"group": "g1"} and path == "me/gancompare" else [])
+    runs = load_wandb("me/gancompare", "g1", tmp_path, api=api)
+    assert runs.table["eval.fid_mnist_cnn"].tolist() == [5.0, 7.0]
+    assert "eval.eval_seconds" not in runs.table and runs.metrics == ["fid_mnist_cnn"]
+    assert runs.histories["loss=lsgan,seed=0"]["step"].tolist() == [1, 2]
+    assert runs.samples["loss=lsgan,seed=0"].is_file()
+    assert colours(runs.table) == {"lsgan": "#123456"}
+    assert summary_table(runs, ["loss"]).loc[0, "fid_mnist_cnn_mean"] == 6.0
+    with pytest.raises(LookupError, match="no W&B run"):
+        load_wandb("me/gancompare", "other", tmp_path, api=api)

@@ -1,0 +1,119 @@
+"""One GAN step: D steps per G step, clipping, how D sees a batch, and a G step that leaves D
+alone."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import make_cfg
+from torch import nn
+
+from gancompare.build import build
+
+
+def _gan(*overrides):
+    return build(make_cfg(*overrides)).gan
+
+
+def test_wgan_training_keeps_critic_weights_clipped():
+    gan = _gan("model=mlp", "loss=wasserstein", "hacks=[]")
+    for _ in range(2):
+        gan.step()
+    limits = [p.abs().max().item() for p in gan.discriminator.parameters()]
+    assert max(limits) <= 0.01 + 1e-9
+    assert max(limits) == pytest.approx(0.01)  # the constraint is active, not vacuous
+
+
+@pytest.mark.parametrize("hacks, per_step", [("[]", 1), ("[separate-batches]", 2)])
+@pytest.mark.parametrize("loss, d_steps", [("wasserstein", 5), ("wgan-gp", 5), ("lsgan", 1),
+                                           ("hinge", 5)])
+def test_d_steps_discriminator_updates_per_generator_update(loss, d_steps, hacks, per_step):
+    gan = _gan("model=mlp", f"loss={loss}", f"hacks={hacks}", "trainer.batch_size=8")
+    assert gan.d_steps == d_steps  # the loss's paper optimiser
+    counts = {"d": 0, "g": 0}
+    gan.d_optimizer.register_step_post_hook(lambda *a: counts.__setitem__("d", counts["d"] + 1))
+    gan.g_optimizer.register_step_post_hook(lambda *a: counts.__setitem__("g", counts["g"] + 1))
+    for _ in range(3):
+        gan.step()
+    assert counts == {"d": 3 * d_steps * per_step, "g": 3}
+
+
+def test_one_optimizer_holds_across_losses():
+    for loss in ("wasserstein", "wgan-gp", "hinge", "minimax"):
+        gan = _gan("model=mlp", f"loss={loss}", "optimizer=dcgan", "hacks=[]")
+        assert gan.d_steps == 1 and isinstance(gan.d_optimizer, torch.optim.Adam)
+        assert gan.d_optimizer.param_groups[0]["lr"] == 2e-4
+        assert gan.d_optimizer.param_groups[0]["betas"] == (0.5, 0.999)
+    wgan = _gan("model=mlp", "loss=wasserstein", "hacks=[]")
+    assert isinstance(wgan.d_optimizer, torch.optim.RMSprop) and wgan.clip == 0.01
+
+
+def test_the_generator_step_leaves_d_weights_and_optimizer_state_untouched():
+    gan = _gan("model=mlp", "hacks=[]")
+    gan.step()  # Adam has moments now
+    weights = {k: v.clone() for k, v in gan.discriminator.state_dict().items()}
+    moments = {i: {k: v.clone() for k, v in s.items()}
+               for i, s in gan.d_optimizer.state_dict()["state"].items()}
+    grads = [p.grad.clone() for p in gan.discriminator.parameters()]  # of the last D step
+    g_before = [p.clone() for p in gan.generator.parameters()]
+    gan.generator_update()
+    for k, v in gan.discriminator.state_dict().items():
+        assert torch.equal(v, weights[k]), k
+    for i, s in gan.d_optimizer.state_dict()["state"].items():
+        for k, v in s.items():
+            assert torch.equal(v, moments[i][k]), (i, k)
+    for before, p in zip(grads, gan.discriminator.parameters(), strict=True):
+        assert torch.equal(p.grad, before)  # no gradient flowed into D's weights
+    assert all(p.requires_grad for p in gan.discriminator.parameters())  # unfrozen after
+    assert any(not torch.equal(a, b) for a, b in zip(g_before, gan.generator.parameters(),
+                                                     strict=True))  # and G did move
+
+
+def _record_batch_norm_inputs(gan):
+    seen = []
+    bn = next(m for m in gan.discriminator.modules() if isinstance(m, nn.BatchNorm2d))
+    bn.register_forward_hook(lambda module, inputs, out: seen.append(inputs[0].detach().clone()))
+    return seen
+
+
+def _is_real(batch: torch.Tensor) -> torch.Tensor:
+    """Real pixels are k/127.5 - 1 for integer k; generated ones are not."""
+    scaled = (batch + 1) * 127.5
+    return (scaled - scaled.round()).abs().flatten(1).max(1).values < 1e-3
+
+
+def test_separate_batches_give_d_an_all_real_and_an_all_fake_pass_and_step():
+    gan = _gan("model.d_norm=batch", "hacks=[separate-batches]", "trainer.batch_size=32")
+    seen, inputs, steps = _record_batch_norm_inputs(gan), [], []
+    gan.discriminator.register_forward_hook(lambda m, args, out: inputs.append(args[0]))
+    gan.d_optimizer.register_step_post_hook(lambda *a: steps.append(len(inputs)))
+    gan.discriminator_update()
+    assert [len(x) for x in seen] == [16, 16]  # two passes of 16 through batch norm
+    assert _is_real(inputs[0]).all() and not _is_real(inputs[1]).any()  # all real, all fake
+    assert steps == [1, 2]  # a step after the real pass, another after the fake pass
+    means = [x.mean(dim=(0, 2, 3)) for x in seen]  # two different batch statistics
+    assert not torch.allclose(means[0], means[1], atol=1e-4)
+
+
+def test_without_separate_batches_d_sees_one_mixed_pass_and_one_step():
+    gan = _gan("model.d_norm=batch", "hacks=[]", "trainer.batch_size=32")
+    seen, inputs, steps = _record_batch_norm_inputs(gan), [], []
+    gan.discriminator.register_forward_hook(lambda m, args, out: inputs.append(args[0]))
+    gan.d_optimizer.register_step_post_hook(lambda *a: steps.append(len(inputs)))
+    gan.discriminator_update()
+    assert [len(x) for x in seen] == [32] and steps == [1]
+    is_real = _is_real(inputs[0])
+    assert is_real[:16].all() and not is_real[16:].any()
+
+
+@pytest.mark.parametrize("loss, columns", [
+    ("non-saturating", {"d_acc_real", "d_acc_fake"}),
+    ("wgan-gp", {"critic_real", "critic_fake", "wasserstein", "gradient_penalty"}),
+    ("hinge", {"d_acc_real", "d_acc_fake", "critic_real", "critic_fake", "wasserstein"})])
+def test_a_step_reports_what_d_output_means(loss, columns):
+    figures = _gan("model=mlp", f"loss={loss}", "hacks=[]").step()
+    base = {"d_loss_real", "d_loss_fake", "d_loss", "d_grad_norm", "g_loss", "g_grad_norm"}
+    assert set(figures) == base | columns
+    assert all(v.dim() == 0 and torch.isfinite(v) for v in figures.values())
+    if "d_acc_real" in figures:
+        assert 0 <= figures["d_acc_real"].item() <= 1

@@ -1,0 +1,67 @@
+"""The SPEC architectures: shapes, layers, initialisation and the norm rules."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import CONF, make_cfg
+from omegaconf import OmegaConf
+from torch import nn
+
+from gancompare.errors import ConfigError
+from gancompare.models import build_models
+
+
+@pytest.mark.parametrize("arch, shape", [("mlp", (1, 28, 28)), ("mlp", (2,)),
+                                         ("mlp", (3, 64, 64)), ("dcgan28", (1, 28, 28)),
+                                         ("dcgan28", (3, 28, 28)), ("dcgan64", (3, 64, 64)),
+                                         ("dcgan64", (1, 64, 64))])
+def test_architectures_map_latents_to_data_and_data_to_one_logit(arch, shape):
+    cfg = make_cfg(f"model={arch}").model
+    g, d = build_models(arch, shape, cfg.latent_dim, cfg.d_norm, cfg.g_norm, 0.02,
+                        image_output=len(shape) == 3)
+    fake = g(torch.randn(4, cfg.latent_dim))
+    assert fake.shape == (4, *shape)
+    if len(shape) == 3:
+        assert fake.abs().max() <= 1  # tanh
+    assert d(fake).shape == (4,)
+
+
+def test_weights_start_normal_with_std_002():
+    g, d = build_models("dcgan28", (1, 28, 28), 50, "batch", "none", 0.02, True)
+    convs = [m.weight for m in d.modules() if isinstance(m, nn.Conv2d)]
+    weights = torch.cat([w.flatten() for w in convs])
+    assert weights.std().item() == pytest.approx(0.02, rel=0.05)
+    assert any(isinstance(m, nn.BatchNorm2d) for m in d.modules())
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in g.modules())
+
+
+def test_dcgan28_matches_the_spec_layer_by_layer():
+    g, d = build_models("dcgan28", (1, 28, 28), 50, "none", "none", 0.02, True)
+    convs = [m for m in d.modules() if isinstance(m, nn.Conv2d)]
+    assert [(c.out_channels, c.kernel_size, c.stride) for c in convs] == [(64, (4, 4), (2, 2))] * 2
+    tconvs = [m for m in g.modules() if isinstance(m, nn.ConvTranspose2d)]
+    assert [(c.out_channels, c.kernel_size, c.stride) for c in tconvs] == \
+        [(128, (4, 4), (2, 2))] * 2
+    assert g[0].in_features == 50 and g[0].out_features == 128 * 7 * 7
+
+
+def test_a_gradient_penalty_swaps_batch_norm_for_layer_norm():
+    from gancompare.config import effective_config
+
+    cfg = effective_config(make_cfg("model=dcgan64", "loss=wgan-gp"))
+    assert cfg.model.d_norm == "layer"
+    assert effective_config(make_cfg("model=dcgan64", "loss=lsgan")).model.d_norm == "batch"
+
+
+def test_dcgan_refuses_point_data():
+    with pytest.raises(ConfigError, match="model: dcgan64 needs 64×64 images.*model=mlp"):
+        build_models("dcgan64", (2,), 100, "batch", "none", 0.02, False)
+
+
+def test_every_config_option_composes():
+    for group in ("model", "loss", "optimizer", "data", "hacks", "experiment", "debug"):
+        for option in sorted(p.stem for p in (CONF / group).glob("*.yaml")):
+            value = f"[{option}]" if group == "hacks" else option
+            cfg = make_cfg(f"{group}={value}")
+            OmegaConf.to_container(cfg, resolve=True)
