@@ -109,11 +109,18 @@ def test_a_signal_saves_the_current_step_and_the_resumed_run_is_bit_exact(
         return figures
 
     monkeypatch.setattr(GAN, "step", step_then_signal)
-    stopped = train(make_cfg(*RESUMABLE, "trainer.max_steps=8"), tmp_path / "resumed")
+    # Python's own handler, as in a terminal (a background job may start with SIGINT ignored,
+    # and an ignored signal is left ignored).
+    default = signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL
+    previous = signal.signal(signum, default)
+    try:
+        stopped = train(make_cfg(*RESUMABLE, "trainer.max_steps=8"), tmp_path / "resumed")
+        assert signal.getsignal(signum) is default  # restored after the run
+    finally:
+        signal.signal(signum, previous)
     assert (stopped["status"], stopped["steps"], stopped["signal"]) == (
         "interrupted", 5, signal.Signals(signum).name)
     assert checkpoint.load(tmp_path / "resumed/checkpoints/last.pt")["step"] == 5
-    assert signal.getsignal(signum) in (signal.SIG_DFL, signal.default_int_handler)
     monkeypatch.setattr(GAN, "step", honest_step)
     resumed = train(make_cfg(*RESUMABLE, "trainer.max_steps=8"), tmp_path / "resumed")
     assert (resumed["status"], resumed["resumed_from_step"]) == ("finished", 5)
