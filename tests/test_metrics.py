@@ -35,9 +35,9 @@ def features(mnist):
     train_f, _ = space(to_model_space(data.train[idx]))
     held_out_f, _ = space(to_model_space(data.train[held_out]))
     test_f, test_pred = space(to_model_space(data.test[test_idx]))
-    return {"train": train_f, "train_labels": data.train_labels[idx].numpy(),
+    return {"train": train_f, "train_labels": data.train_labels[idx],
             "held_out": held_out_f, "test": test_f, "test_pred": test_pred,
-            "test_labels": data.test_labels[test_idx].numpy()}
+            "test_labels": data.test_labels[test_idx]}
 
 
 @pytest.mark.parametrize("domain", ["mnist", "fashion-mnist"])
@@ -115,11 +115,11 @@ def test_class_coverage_of_one_class_is_one_of_ten(features):
 
 
 def test_distinct_fraction_spots_near_duplicates(features):
-    radius = float(np.quantile(metrics.nearest_neighbour_distances(features["train"][:3000]),
-                               0.01))
+    radius = torch.quantile(metrics.nearest_neighbour_distances(features["train"][:3000]),
+                            0.01).item()
     assert metrics.distinct_fraction(features["test"][:3000], radius) > 0.9
-    few = np.repeat(features["test"][:30], 100, axis=0) + 1e-6 * np.random.default_rng(0) \
-        .normal(size=(3000, features["test"].shape[1]))
+    few = features["test"][:30].repeat_interleave(100, dim=0) + 1e-6 * torch.randn(
+        3000, features["test"].shape[1], generator=torch.Generator().manual_seed(0))
     assert metrics.distinct_fraction(few, radius) == pytest.approx(0.01, abs=0.002)
 
 
@@ -140,7 +140,74 @@ def test_true_mixture_samples_capture_every_mode_with_high_quality(mixture):
 
 def test_stacked_mnist_modes_and_kl():
     rng = np.random.default_rng(0)
-    uniform = metrics.stacked_mnist_modes(rng.integers(0, 10, size=(26000, 3)))
+    uniform = metrics.stacked_mnist_modes(torch.from_numpy(rng.integers(0, 10, size=(26000, 3))))
     assert uniform["modes"] >= 999 and uniform["kl"] < 0.05
-    collapsed = metrics.stacked_mnist_modes(np.tile([[1, 2, 3]], (26000, 1)))
+    collapsed = metrics.stacked_mnist_modes(torch.tensor([[1, 2, 3]]).repeat(26000, 1))
     assert collapsed["modes"] == 1 and collapsed["kl"] == pytest.approx(math.log(1000))
+
+
+# ---- the device implementations against the libraries they replace (oracles) ----
+
+@pytest.fixture(scope="module")
+def oracle_features(features):
+    """Real classifier features and a shifted, noisier copy: distances with every kind of
+    relation (inside and outside the neighbourhoods)."""
+    real = features["train"][:2000]
+    fake = features["test"][:1500] + 0.1 * torch.randn(
+        1500, real.shape[1], generator=torch.Generator().manual_seed(1))
+    return real, fake
+
+
+def test_prdc_matches_the_prdc_package(oracle_features):
+    import contextlib
+    import io
+
+    from prdc import compute_prdc
+
+    real, fake = oracle_features
+    with contextlib.redirect_stdout(io.StringIO()):
+        expected = compute_prdc(real.numpy(), fake.numpy(), nearest_k=5)
+    got = metrics.prdc(real, fake, k=5)
+    assert 0.05 < got["precision"] < 0.95  # neither trivially 0 nor 1
+    for name, value in expected.items():
+        assert got[name] == pytest.approx(float(value), rel=1e-6), name
+
+
+def test_fid_moments_match_pytorch_fid(oracle_features):
+    real, fake = oracle_features
+    mu, sigma = metrics.gaussian_stats(fake)
+    x = fake.numpy().astype(np.float64)
+    assert np.allclose(mu, x.mean(axis=0), rtol=1e-6, atol=1e-12)
+    assert np.allclose(sigma, np.cov(x, rowvar=False), rtol=1e-6, atol=1e-12)
+    from pytorch_fid.fid_score import calculate_frechet_distance
+
+    expected = calculate_frechet_distance(x.mean(axis=0), np.cov(x, rowvar=False),
+                                          *metrics.gaussian_stats(real))
+    got = metrics.frechet_distance(mu, sigma, *metrics.gaussian_stats(real))
+    assert got == pytest.approx(expected, rel=1e-6)
+
+
+def test_ndb_bins_assign_as_kmeans_predicts(oracle_features):
+    from sklearn.cluster import KMeans
+
+    real, fake = oracle_features
+    bins = metrics.NdbBins.fit(real, k=50, seed=0)
+    kmeans = KMeans(n_clusters=50, n_init=1, random_state=0).fit(real.double().numpy())
+    assert torch.equal(bins.assign(fake), torch.from_numpy(kmeans.predict(
+        fake.double().numpy())).long())
+
+
+def test_neighbour_distances_and_duplicates_match_scikit_learn(oracle_features):
+    from scipy.sparse.csgraph import connected_components
+    from sklearn.neighbors import NearestNeighbors, radius_neighbors_graph
+
+    real, fake = oracle_features
+    x = real.double().numpy()
+    expected = NearestNeighbors(n_neighbors=2).fit(x).kneighbors(x)[0][:, 1]
+    got = metrics.nearest_neighbour_distances(real)
+    assert np.allclose(got.numpy(), expected, rtol=1e-6)
+    radius = float(np.quantile(expected, 0.2))  # large enough for many chained pairs
+    n_groups, _ = connected_components(radius_neighbors_graph(x, radius=radius), directed=False)
+    assert n_groups < 0.95 * len(x)
+    assert metrics.distinct_fraction(real, radius) == pytest.approx(n_groups / len(x),
+                                                                    rel=1e-6)

@@ -79,7 +79,7 @@ class Evaluator:
         n = min(n, len(self.reference["train_features"]))
         if n not in self._radius:
             nn_dist = metrics.nearest_neighbour_distances(self.reference["train_features"][:n])
-            self._radius[n] = float(np.quantile(nn_dist, self.cfg.duplicate_quantile))
+            self._radius[n] = torch.quantile(nn_dist, float(self.cfg.duplicate_quantile)).item()
         return self._radius[n]
 
     def evaluate(self, sample: Sampler, n: int, prefix: str = "") -> dict[str, float]:
@@ -98,7 +98,7 @@ class Evaluator:
                             metrics.mixture_metrics(points, self.data.mixture).items()})
         samples = sample(n)
         features, predictions = self.space(samples)
-        if not np.isfinite(features).all():
+        if not torch.isfinite(features).all():
             log.warning("Generated samples give non-finite features; metrics skipped")
             return figures
         ref = self.reference
@@ -118,7 +118,7 @@ class Evaluator:
             stacked_n = int(self.cfg.stacked_samples)
             if stacked_n > n:
                 _, more = self.space(sample(stacked_n - n))
-                predictions = np.concatenate([predictions, more])
+                predictions = torch.cat([predictions, more])
             figures.update({f"stacked_{k}_{space}": v
                             for k, v in metrics.stacked_mnist_modes(predictions).items()})
         elif predictions is not None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 from pathlib import Path
 from unittest import mock
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -33,16 +32,16 @@ class FeatureSpace:
         self.device = device
 
     @torch.no_grad()
-    def __call__(self, samples: Tensor, batch: int = 1000) -> tuple[np.ndarray, np.ndarray | None]:
-        """Features [N, d] and, where the space has a classifier, predictions [N] or [N, 3]."""
+    def __call__(self, samples: Tensor, batch: int = 2000) -> tuple[Tensor, Tensor | None]:
+        """Features [N, d] (float32) and, where the space has a classifier, predictions [N] or
+        [N, 3], both on the evaluation device."""
         features, predictions = [], []
         for chunk in samples.split(batch):
             f, p = self.embed(chunk.to(self.device))
-            features.append(f.float().cpu())
+            features.append(f.float())
             if p is not None:
-                predictions.append(p.cpu())
-        return (torch.cat(features).numpy().astype(np.float64),
-                torch.cat(predictions).numpy() if predictions else None)
+                predictions.append(p)
+        return torch.cat(features), torch.cat(predictions) if predictions else None
 
     def embed(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
         return x.flatten(1), None
