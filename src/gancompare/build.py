@@ -15,6 +15,7 @@ from gancompare.datasets import Dataset, load_dataset
 from gancompare.errors import ConfigError
 from gancompare.evaluation import Evaluator
 from gancompare.gan import GAN, build_gan
+from gancompare.precision import resolve_precision
 
 
 @dataclass
@@ -35,6 +36,8 @@ def build(cfg: DictConfig, device: str | None = None) -> Built:
     check_config(cfg)
     cfg = effective_config(cfg)
     torch_device = resolve_device(device or cfg.device)
+    # `auto` becomes what runs here, so the saved config and the summary say it.
+    cfg.trainer.precision = resolve_precision(cfg.trainer.precision, torch_device)
     seed_everything(cfg.seed)
     data = load_dataset(cfg.data, cfg.paths.data, cfg.model.get("resolution"), torch_device)
     batch_size = cfg.trainer.batch_size

@@ -11,7 +11,10 @@ output means.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import inspect
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +27,9 @@ from gancompare.datasets import Dataset
 from gancompare.hacks import Labels
 from gancompare.losses import Objective, clip_weights, get_objective, gradient_penalty
 from gancompare.models import build_models
+from gancompare.precision import autocast, resolve_precision
 
+log = logging.getLogger(__name__)
 NETS = ("generator", "discriminator", "g_optimizer", "d_optimizer")
 
 
@@ -63,9 +68,24 @@ class GAN:
     separate_batches: bool = False
     penalty_weight: float | None = None
     clip: float | None = None
+    autocast: Callable[[], AbstractContextManager] = contextlib.nullcontext
+    channels_last: bool = False
 
     def latent(self, n: int) -> Tensor:
         return torch.randn(n, self.latent_dim, device=self.data.train.device)
+
+    def real_batch(self, n: int) -> Tensor:
+        real = self.data.sample(n)
+        return real.contiguous(memory_format=torch.channels_last) if self.channels_last else real
+
+    def D(self, x: Tensor) -> Tensor:
+        """D's outputs in float32, whatever precision its forward pass ran in."""
+        with self.autocast():
+            return self.discriminator(x).float()
+
+    def G(self, z: Tensor) -> Tensor:
+        with self.autocast():
+            return self.generator(z)
 
     def step(self) -> dict[str, Tensor]:
         d_figures = [self.discriminator_update() for _ in range(self.d_steps)]
@@ -74,12 +94,12 @@ class GAN:
         return figures
 
     def discriminator_update(self) -> dict[str, Tensor]:
-        D, objective = self.discriminator, self.objective
+        D, objective = self.D, self.objective
         n_real = self.batch_size // 2
         n_fake = self.batch_size - n_real
-        real = self.data.sample(n_real)
+        real = self.real_batch(n_real)
         with torch.no_grad():
-            fake = self.generator(self.latent(n_fake))
+            fake = self.G(self.latent(n_fake))
         target_real, target_fake = self.labels(n_real, n_fake)
         if self.separate_batches:  # the tutorial's two train_on_batch calls: real, then fake
             out_real = D(real)
@@ -114,7 +134,7 @@ class GAN:
     def _penalty(self, real: Tensor, fake: Tensor) -> Tensor:
         if not self.penalty_weight:
             return torch.zeros((), device=real.device)
-        return self.penalty_weight * gradient_penalty(self.discriminator, real, fake)
+        return self.penalty_weight * gradient_penalty(self.D, real.float(), fake.float())
 
     def _d_optimizer_step(self, loss: Tensor) -> Tensor:
         self.d_optimizer.zero_grad(set_to_none=True)
@@ -127,8 +147,8 @@ class GAN:
 
     def generator_update(self) -> dict[str, Tensor]:
         with frozen(self.discriminator):
-            fake = self.generator(self.latent(self.batch_size))
-            loss = self.objective.g(self.discriminator(fake))
+            fake = self.G(self.latent(self.batch_size))
+            loss = self.objective.g(self.D(fake))
             self.g_optimizer.zero_grad(set_to_none=True)
             loss.backward()
         norm = grad_norm(self.generator)
@@ -144,7 +164,7 @@ class GAN:
         was_training = self.generator.training
         self.generator.eval()
         try:
-            return torch.cat([self.generator(chunk) for chunk in z.split(1000)])
+            return torch.cat([self.G(chunk).float() for chunk in z.split(1000)])
         finally:
             self.generator.train(was_training)
 
@@ -166,13 +186,44 @@ def build_gan(cfg: DictConfig, data: Dataset, device: torch.device) -> GAN:
     generator, discriminator = build_models(
         cfg.model.arch, data.shape, cfg.model.latent_dim, cfg.model.d_norm, cfg.model.g_norm,
         cfg.model.init_std, image_output=data.is_image)
-    generator.to(device)
-    discriminator.to(device)
+    channels_last = bool(cfg.trainer.channels_last) and data.is_image and cfg.model.arch != "mlp"
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    generator.to(device, memory_format=memory_format)
+    discriminator.to(device, memory_format=memory_format)
+    penalty = cfg.loss.get("gradient_penalty")
+    if cfg.trainer.compile:
+        compile_or_warn(generator, "G")
+        if penalty:  # torch.compile has no double backward, which the penalty needs
+            log.warning("trainer.compile: D stays eager (the gradient penalty differentiates "
+                        "through D's gradient, which torch.compile does not support)")
+        else:
+            compile_or_warn(discriminator, "D")
     return GAN(
         generator=generator, discriminator=discriminator,
-        g_optimizer=instantiate(cfg.optimizer.g)(generator.parameters()),
-        d_optimizer=instantiate(cfg.optimizer.d)(discriminator.parameters()),
+        g_optimizer=make_optimizer(cfg.optimizer.g, generator, cfg.trainer.fused_optimizers),
+        d_optimizer=make_optimizer(cfg.optimizer.d, discriminator, cfg.trainer.fused_optimizers),
         objective=get_objective(cfg.loss.objective), labels=Labels(cfg.hacks, device), data=data,
         latent_dim=cfg.model.latent_dim, batch_size=cfg.trainer.batch_size,
         d_steps=cfg.optimizer.d_steps, separate_batches="separate-batches" in cfg.hacks,
-        penalty_weight=cfg.loss.get("gradient_penalty"), clip=cfg.loss.get("clip_weights"))
+        penalty_weight=penalty, clip=cfg.loss.get("clip_weights"),
+        autocast=autocast(resolve_precision(cfg.trainer.precision, device), device),
+        channels_last=channels_last)
+
+
+def make_optimizer(settings: DictConfig, module: nn.Module, fused: bool) -> torch.optim.Optimizer:
+    """`optimizer.d` / `optimizer.g`, with the fused kernel where the class has one (one kernel
+    for all parameters instead of one per tensor)."""
+    factory = instantiate(settings)
+    cls = getattr(factory, "func", factory)
+    if fused and "fused" in inspect.signature(cls).parameters and "fused" not in settings:
+        return factory(module.parameters(), fused=True)
+    return factory(module.parameters())
+
+
+def compile_or_warn(module: nn.Module, name: str) -> None:
+    """torch.compile in place (state_dict keys unchanged); where it cannot compile here (no C++
+    compiler, an unsupported layer), the module stays eager with a warning."""
+    try:
+        module.compile()
+    except Exception as error:  # a missing toolchain or an unsupported layer
+        log.warning("trainer.compile: %s stays eager (%s)", name, error)

@@ -109,7 +109,7 @@ def get_objective(path: str) -> Objective:
     return objective
 
 
-def gradient_penalty(critic: nn.Module, real: Tensor, fake: Tensor) -> Tensor:
+def gradient_penalty(critic: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor) -> Tensor:
     """E[(||grad f(x_hat)||_2 - 1)^2] on random interpolates x_hat of real and fake
     (Gulrajani et al. 2017). Multiply by lambda (`loss.gradient_penalty`) outside."""
     alpha = torch.rand((real.shape[0],) + (1,) * (real.dim() - 1), device=real.device)

@@ -23,6 +23,10 @@ class TrainerSchema:
     resume: Any = "auto"
     threads: int | None = None
     progress_bar: bool = True
+    precision: str = "32"
+    channels_last: bool = True
+    compile: bool = False
+    fused_optimizers: bool = True
 
 
 @dataclass

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import signal
 import threading
 import time
@@ -53,7 +54,7 @@ def train(cfg: DictConfig, run_dir: Path, wandb_name: str | None = None,
     bar = tqdm(total=total_steps, initial=start_step, desc=cfg.loss.name, unit="step",
                dynamic_ncols=True, disable=not cfg.trainer.progress_bar, mininterval=1.0)
     status, divergence, stop = "finished", None, StopRequest()
-    loop_started, steps_done = time.perf_counter(), 0
+    loop_started, steps_done, startup = time.perf_counter(), 0, None
 
     # ---- the loop ----
     try:
@@ -62,6 +63,8 @@ def train(cfg: DictConfig, run_dir: Path, wandb_name: str | None = None,
                 epoch = (step - 1) // steps_per_epoch + 1
                 run.append(step, epoch, gan.step())  # figures stay on the device
                 steps_done += 1
+                if startup is None:  # once: imports, data and models to the first step's end
+                    startup = seconds_since_process_start(built.device)
                 bar.update()
                 epoch_end = step % steps_per_epoch == 0 or step == total_steps
 
@@ -112,14 +115,15 @@ def train(cfg: DictConfig, run_dir: Path, wandb_name: str | None = None,
             "planned_steps": total_steps,
             "epochs": int(run.rows[-1]["epoch"]) if run.rows else 0,
             "resumed_from_step": start_step,
-            "wall_time_s": time.perf_counter() - started,
+            "wall_time_s": time.perf_counter() - started, "startup_s": startup,
             "steps_per_s": steps_done / loop_seconds if loop_seconds > 0 else None,
             "ms_per_step": 1000 * loop_seconds / steps_done if steps_done else None,
             "final_training": training_summary(run.rows),  # mean over the last 10 % of steps
             "eval": final,
             "model": cfg.model.arch, "loss": cfg.loss.name, "optimizer": cfg.optimizer.name,
             "data": cfg.data.name, "hacks": sorted(cfg.hacks), "seed": cfg.seed,
-            "device": str(built.device), "torch_threads": torch.get_num_threads(),
+            "device": str(built.device), "precision": cfg.trainer.precision,
+            "torch_threads": torch.get_num_threads(),
         }
         if stop.signal:
             summary["signal"] = stop.name
@@ -129,6 +133,18 @@ def train(cfg: DictConfig, run_dir: Path, wandb_name: str | None = None,
         run.wandb.finish(exit_code=1)
         raise
     return summary
+
+
+def seconds_since_process_start(device: torch.device) -> float | None:
+    """Linux: this process's start (/proc/self/stat) against the uptime; None elsewhere."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    try:
+        start_ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return uptime - start_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def checkpoint_state(gan, fixed_z: torch.Tensor, step: int, epoch: int) -> dict[str, Any]:

@@ -1,0 +1,76 @@
+"""trainer.precision, channels-last, fused optimisers and torch.compile's fallback."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+from conftest import make_cfg
+from torch import nn
+
+from gancompare.build import build
+from gancompare.errors import ConfigError
+from gancompare.precision import native_bf16, resolve_precision
+from gancompare.training import train
+
+CPU = torch.device("cpu")
+
+
+def test_bf16_mixed_runs_the_networks_in_bf16_and_keeps_weights_losses_and_state_in_fp32():
+    gan = build(make_cfg("trainer.precision=bf16-mixed", "model.d_norm=batch")).gan
+    seen = []
+    conv = next(m for m in gan.discriminator.modules() if isinstance(m, nn.Conv2d))
+    conv.register_forward_hook(lambda module, inputs, out: seen.append(out.dtype))
+    figures = gan.step()
+    assert seen and set(seen) == {torch.bfloat16}
+    assert all(v.dtype == torch.float32 and torch.isfinite(v) for v in figures.values())
+    assert all(p.dtype == torch.float32 for p in gan.generator.parameters())
+    moments = [t for s in gan.d_optimizer.state.values() for t in s.values() if t.dim()]
+    assert moments and all(t.dtype == torch.float32 for t in moments)
+    assert gan.sample(4).dtype == torch.float32
+
+
+def test_bf16_mixed_first_step_is_close_to_fp32():
+    figures = {p: build(make_cfg(f"trainer.precision={p}")).gan.step() for p in
+               ("32", "bf16-mixed")}
+    for key in ("d_loss_real", "d_loss_fake", "g_loss"):
+        assert figures["bf16-mixed"][key].item() == pytest.approx(figures["32"][key].item(),
+                                                                 rel=0.02), key
+
+
+def test_precision_choices():
+    assert resolve_precision("auto", CPU) == ("bf16-mixed" if native_bf16(CPU) else "32")
+    with pytest.raises(ConfigError, match="trainer.precision: unknown precision 'fp8'"):
+        resolve_precision("fp8", CPU)
+    with pytest.raises(ConfigError, match="trainer.precision: tf32 exists on CUDA only"):
+        resolve_precision("tf32", CPU)
+    cfg = build(make_cfg("trainer.precision=auto")).cfg
+    assert cfg.trainer.precision in ("32", "bf16-mixed")  # the saved config says what ran
+
+
+def test_conv_models_are_channels_last_and_adam_is_fused():
+    gan = build(make_cfg()).gan
+    weight = gan.generator[4].weight  # a ConvTranspose2d
+    assert weight.is_contiguous(memory_format=torch.channels_last) and weight.dim() == 4
+    assert gan.d_optimizer.param_groups[0]["fused"] is True
+    plain = build(make_cfg("trainer.channels_last=false", "trainer.fused_optimizers=false")).gan
+    assert not plain.generator[4].weight.is_contiguous(memory_format=torch.channels_last)
+    assert not plain.d_optimizer.param_groups[0]["fused"]
+
+
+def test_a_model_that_cannot_compile_stays_eager_with_a_warning(tmp_path, monkeypatch, caplog):
+    def cannot(self, *args, **kwargs):
+        raise RuntimeError("no C++ compiler")
+
+    monkeypatch.setattr(nn.Module, "compile", cannot)
+    with caplog.at_level(logging.WARNING):
+        summary = train(make_cfg("model=mlp", "trainer.compile=true"), tmp_path)
+    assert summary["status"] == "finished" and summary["steps"] == 3
+    assert "trainer.compile: G stays eager (no C++ compiler)" in caplog.text
+
+
+@pytest.mark.slow
+def test_compiled_models_train(tmp_path):
+    summary = train(make_cfg("model=mlp", "trainer.compile=true"), tmp_path)
+    assert summary["status"] == "finished" and summary["steps"] == 3
