@@ -171,6 +171,7 @@ def test_prdc_matches_the_prdc_package(oracle_features):
     assert 0.05 < got["precision"] < 0.95  # neither trivially 0 nor 1
     for name, value in expected.items():
         assert got[name] == pytest.approx(float(value), rel=1e-6), name
+    assert metrics.prdc(real, fake, 5, metrics.kth_neighbour_distances(real, 5)) == got
 
 
 def test_fid_moments_match_pytorch_fid(oracle_features):
@@ -211,3 +212,28 @@ def test_neighbour_distances_and_duplicates_match_scikit_learn(oracle_features):
     assert n_groups < 0.95 * len(x)
     assert metrics.distinct_fraction(real, radius) == pytest.approx(n_groups / len(x),
                                                                     rel=1e-6)
+
+
+def test_kid_matches_torch_fidelity(oracle_features):
+    from torch_fidelity.metric_kid import kid_features_to_metric
+
+    real, fake = oracle_features
+    # subsets of both; all of both; many small subsets (computed subset by subset)
+    for subset_size, subsets in ((1000, 30), (5000, 3), (100, 20)):
+        expected = kid_features_to_metric(real.double(), fake.double(), kid_subsets=subsets,
+                                          kid_subset_size=min(subset_size, 1500),
+                                          kid_degree=3,
+                                          kid_gamma=None, kid_coef0=1, rng_seed=0, verbose=False)
+        got = metrics.kid(real, fake, subset_size=subset_size, subsets=subsets, seed=0)
+        assert got["kid"] == pytest.approx(expected["kernel_inception_distance_mean"], rel=1e-6)
+        assert got["kid_std"] == pytest.approx(expected["kernel_inception_distance_std"],
+                                               rel=1e-4, abs=1e-9)
+
+
+def test_distinct_fraction_of_a_collapsed_generator_is_fast_and_exact():
+    """One dense cluster of 3,000 near-identical points and 50 far apart: 51 components."""
+    generator = torch.Generator().manual_seed(0)
+    dense = 1e-3 * torch.randn(3000, 16, generator=generator)
+    apart = 100 * torch.arange(1, 51, dtype=torch.float32)[:, None].repeat(1, 16)
+    assert metrics.distinct_fraction(torch.cat([dense, apart]), radius=0.5) == \
+        pytest.approx(51 / 3050)

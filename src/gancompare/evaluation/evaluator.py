@@ -109,9 +109,12 @@ class Evaluator:
             ref["test_features"], features, int(self.cfg.kid_subset_size),
             int(self.cfg.kid_subsets)).items()})
         figures.update({f"{k}_{space}": v for k, v in ref["ndb_bins"].score(features).items()})
-        cap = int(self.cfg.prdc_samples)
-        figures.update({f"{k}_{space}": v for k, v in metrics.prdc(
-            ref["train_features"][:cap], features[:cap], k=int(self.cfg.prdc_k)).items()})
+        cap, k = int(self.cfg.prdc_samples), int(self.cfg.prdc_k)
+        if "prdc_real_radii" not in ref:  # the real side of PRDC, once per evaluator
+            ref["prdc_real_radii"] = metrics.kth_neighbour_distances(
+                ref["train_features"][:cap], k)
+        figures.update({f"{name}_{space}": v for name, v in metrics.prdc(
+            ref["train_features"][:cap], features[:cap], k, ref["prdc_real_radii"]).items()})
         figures[f"distinct_{space}"] = metrics.distinct_fraction(features,
                                                                  self.duplicate_radius(n))
         if predictions is not None and predictions.ndim == 2:  # Stacked MNIST: digit per channel

@@ -71,11 +71,13 @@ class ClassifierSpace(FeatureSpace):
         super().__init__(device)
         self.name = f"{domain.replace('-', '_').replace('fashion_mnist', 'fashion')}_cnn"
         self.model, self.info = load_classifier(domain, root, device)
+        self.model.to(memory_format=torch.channels_last)  # oneDNN's and cuDNN's fast layout
 
     def embed(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
         x = _as_28_gray(x)
         if x.shape[1] != 1:  # colour samples from a 3-channel model: luminance
             x = x.mean(dim=1, keepdim=True)
+        x = x.contiguous(memory_format=torch.channels_last)
         features, logits = self.model.features_and_logits(x)
         return features, logits.argmax(1)
 
@@ -92,7 +94,8 @@ class StackedClassifierSpace(ClassifierSpace):
     def embed(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
         x = _as_28_gray(x)
         n, c = x.shape[:2]
-        features, logits = self.model.features_and_logits(x.reshape(n * c, 1, 28, 28))
+        x = x.reshape(n * c, 1, 28, 28).contiguous(memory_format=torch.channels_last)
+        features, logits = self.model.features_and_logits(x)
         return features.reshape(n, -1), logits.argmax(1).reshape(n, c)
 
 

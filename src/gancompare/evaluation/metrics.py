@@ -4,14 +4,17 @@ The O(n^2) work (moments, pairwise distances, k-th neighbours, bin assignment) r
 the device that holds the features; only small results come back to the host.
 - Fréchet distance: moments in float64 on the device; pytorch-fid's numerically careful
   distance on them (sqrtm, eps retry on a singular product, refusal of large imaginary parts).
-- KID (Bińkowski et al. 2018): torch-fidelity's unbiased MMD estimate with the cubic polynomial
-  kernel, averaged over random subsets; unbiased at any sample count, so it is the figure to
-  read for the 1,000-sample epoch evaluations (FID is biased upwards at small n).
+- KID (Bińkowski et al. 2018): the unbiased MMD estimate with the cubic polynomial kernel,
+  averaged over random subsets as torch-fidelity does (its oracle in the tests); unbiased at any
+  sample count, so it is the figure to read for the 1,000-sample epoch evaluations (FID is
+  biased upwards at small n).
 - NDB/K (Richardson & Weiss 2018): k-means bins fitted on real features (scikit-learn, once), a
   two-proportion z-test per bin; samples are assigned to bins on the device.
 - Precision / recall / density / coverage (Naeem et al. 2020): `torch.cdist` + `kthvalue`, the
   same rules as the `prdc` package (the tests keep it as the oracle).
-- Class coverage, distinct fraction, 2-D mixture metrics (PacGAN) and Stacked-MNIST modes.
+- Distinct fraction: connected components of the radius graph, by label propagation on the
+  device (scipy's connected_components is the oracle).
+- Class coverage, 2-D mixture metrics (PacGAN) and Stacked-MNIST modes.
 """
 
 from __future__ import annotations
@@ -24,15 +27,14 @@ import torch
 from pytorch_fid.fid_score import calculate_frechet_distance
 from scipy import stats
 from scipy.linalg import LinAlgWarning
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 from scipy.spatial.distance import jensenshannon
 from sklearn.cluster import KMeans
 from torch import Tensor
 
 from gancompare.mixtures import GaussianMixture
 
-CHUNK = 4096  # rows of a distance matrix at a time: 4096 x 10k floats = 160 MB
+CHUNK = 4096  # rows of a distance matrix at a time: 4096 x 10k floats = 320 MB in float64
+LABEL_CHUNK = 1024
 
 
 def gaussian_stats(features: Tensor) -> tuple[np.ndarray, np.ndarray]:
@@ -58,19 +60,61 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray,
 
 def kid(real: Tensor, fake: Tensor, subset_size: int = 1000, subsets: int = 100,
         seed: int = 0) -> dict[str, float]:
-    """Kernel Inception Distance in any feature space (mean and std over subsets), through
-    torch-fidelity; subsets shrink to the smaller sample set when it has fewer points."""
-    from torch_fidelity.metric_kid import (
-        KEY_METRIC_KID_MEAN,
-        KEY_METRIC_KID_STD,
-        kid_features_to_metric,
-    )
+    """Kernel Inception Distance in any feature space: the mean and std over random subsets of
+    the unbiased MMD^2 with the kernel (x.y / d + 1)^3, exactly as torch-fidelity computes it
+    (the same subsets, drawn from its RandomState(seed)), on the device in float64. Each kernel
+    matrix is formed once, in row chunks; a subset's sums are w^T K w with its 0/1 mask w, so the
+    subsets cost matrix-vector products instead of kernels of their own. Subsets shrink to the
+    smaller sample set when it has fewer points."""
+    m = min(subset_size, len(real), len(fake))
+    rng = np.random.RandomState(seed)
+    # torch-fidelity's order: a real subset, then a fake one
+    picks = [(rng.choice(len(real), m, replace=False), rng.choice(len(fake), m, replace=False))
+             for _ in range(subsets)]
+    if 3 * subsets * m * m < (len(real) + len(fake)) ** 2:  # subsets cheaper than full kernels
+        mmd2 = torch.stack([_mmd2(real[torch.from_numpy(i).to(real.device)],
+                                  fake[torch.from_numpy(j).to(real.device)]) for i, j in picks])
+        return {"kid": mmd2.mean().item(), "kid_std": mmd2.std(unbiased=False).item()}
+    w_real = torch.zeros(len(real), subsets, dtype=torch.float64)
+    w_fake = torch.zeros(len(fake), subsets, dtype=torch.float64)
+    for s, (i, j) in enumerate(picks):
+        w_real[i, s], w_fake[j, s] = 1.0, 1.0
+    w_real, w_fake = w_real.to(real.device), w_fake.to(real.device)
+    xx = _subset_kernel_sums(real, real, w_real, w_real)
+    yy = _subset_kernel_sums(fake, fake, w_fake, w_fake)
+    xy = _subset_kernel_sums(real, fake, w_real, w_fake)
+    diag_xx = w_real.T @ _kernel_diagonal(real)
+    diag_yy = w_fake.T @ _kernel_diagonal(fake)
+    mmd2 = (xx - diag_xx + yy - diag_yy) / (m * (m - 1)) - 2 * xy / (m * m)
+    return {"kid": mmd2.mean().item(), "kid_std": mmd2.std(unbiased=False).item()}
 
-    size = min(subset_size, len(real), len(fake))
-    result = kid_features_to_metric(real.double().cpu(), fake.double().cpu(),
-                                    kid_subsets=subsets, kid_subset_size=size, kid_degree=3,
-                                    kid_gamma=None, kid_coef0=1, rng_seed=seed, verbose=False)
-    return {"kid": result[KEY_METRIC_KID_MEAN], "kid_std": result[KEY_METRIC_KID_STD]}
+
+def _mmd2(x: Tensor, y: Tensor) -> Tensor:
+    """torch-fidelity's unbiased MMD^2 of one subset pair."""
+    x, y = x.double(), y.double()
+    m = len(x)
+    k_xx, k_yy = _kernel(x, x), _kernel(y, y)
+    return ((k_xx.sum() - k_xx.diagonal().sum() + k_yy.sum() - k_yy.diagonal().sum())
+            / (m * (m - 1)) - 2 * _kernel(x, y).sum() / (m * m))
+
+
+def _kernel(a: Tensor, b: Tensor) -> Tensor:
+    return (a @ b.T / a.shape[1] + 1.0) ** 3
+
+
+def _kernel_diagonal(x: Tensor) -> Tensor:
+    x = x.double()
+    return ((x * x).sum(dim=1) / x.shape[1] + 1.0) ** 3
+
+
+def _subset_kernel_sums(a: Tensor, b: Tensor, w_a: Tensor, w_b: Tensor) -> Tensor:
+    """For every subset s: sum over its rows i of a and columns j of b of K(a_i, b_j)."""
+    a, b = a.double(), b.double()
+    total = torch.zeros(w_a.shape[1], dtype=torch.float64, device=a.device)
+    for start in range(0, len(a), CHUNK):
+        block = _kernel(a[start:start + CHUNK], b) @ w_b  # [rows, subsets]
+        total += (block * w_a[start:start + CHUNK]).sum(dim=0)
+    return total
 
 
 def _distances(a: Tensor, b: Tensor) -> Tensor:
@@ -87,9 +131,11 @@ def kth_neighbour_distances(features: Tensor, k: int) -> Tensor:
                       for chunk in features.split(CHUNK)])
 
 
-def prdc(real: Tensor, fake: Tensor, k: int = 5) -> dict[str, float]:
-    """Precision, recall, density and coverage with k nearest neighbours (Naeem et al. 2020)."""
-    real_radii = kth_neighbour_distances(real, k)
+def prdc(real: Tensor, fake: Tensor, k: int = 5,
+         real_radii: Tensor | None = None) -> dict[str, float]:
+    """Precision, recall, density and coverage with k nearest neighbours (Naeem et al. 2020).
+    `real_radii` (kth_neighbour_distances(real, k)) can be passed in when real is reused."""
+    real_radii = kth_neighbour_distances(real, k) if real_radii is None else real_radii
     fake_radii = kth_neighbour_distances(fake, k)
     distances = _distances(real, fake)  # [real, fake]
     inside_real = distances < real_radii[:, None]
@@ -158,19 +204,22 @@ def nearest_neighbour_distances(features: Tensor) -> Tensor:
 
 
 def distinct_fraction(features: Tensor, radius: float) -> float:
-    """Distinct samples / samples, where samples closer than `radius` (chained) count once.
-    `radius` comes from real data, so real samples score close to 1. The close pairs are found
-    on the device; their connected components on the host (they are few)."""
-    rows, cols = [], []
-    for start in range(0, len(features), CHUNK):
-        close = (_distances(features[start:start + CHUNK], features) <= radius).nonzero()
-        rows.append(close[:, 0] + start)
-        cols.append(close[:, 1])
-    rows, cols = torch.cat(rows).cpu().numpy(), torch.cat(cols).cpu().numpy()
+    """Distinct samples / samples, where samples closer than `radius` (chained) count once:
+    the connected components of the radius graph. `radius` comes from real data, so real
+    samples score close to 1. On the device: the graph as a boolean matrix, then min-label
+    propagation with pointer jumping (a collapsed generator's dense graph converges in a few
+    rounds)."""
     n = len(features)
-    graph = coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, n))
-    n_groups, _ = connected_components(graph, directed=False)
-    return n_groups / n
+    adjacency = torch.cat([_distances(chunk, features) <= radius
+                           for chunk in features.split(LABEL_CHUNK)])
+    labels = torch.arange(n, device=features.device)
+    while True:
+        smallest = torch.cat([torch.where(rows, labels, n).amin(dim=1)
+                              for rows in adjacency.split(LABEL_CHUNK)])
+        smallest = smallest[smallest]  # jump: take the label of one's label
+        if torch.equal(smallest, labels):
+            return labels.unique().numel() / n
+        labels = smallest
 
 
 def mixture_metrics(points: np.ndarray, mixture: GaussianMixture,
