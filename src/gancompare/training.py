@@ -91,8 +91,9 @@ def train(cfg: DictConfig, run_dir: Path, wandb_name: str | None = None,
                                             epoch_end=True)
 
                 if stop.signal:
-                    run.save_checkpoint(checkpoint_state(gan, fixed_z, step, epoch), epoch,
-                                        epoch_end=False)
+                    if not epoch_end:  # at an epoch end the block above has saved this step
+                        run.save_checkpoint(checkpoint_state(gan, fixed_z, step, epoch), epoch,
+                                            epoch_end=False)
                     status = "interrupted"
                     log.warning("%s at step %d: checkpoint saved; run again with the same "
                                 "overrides and run directory to resume", stop.name, step)
