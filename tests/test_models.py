@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from gancompare.errors import ConfigError
-from gancompare.models import build_models
+from gancompare.models import Dropout, ImageHeadConv2d, build_models
 
 
 @pytest.mark.parametrize("arch, shape", [("mlp", (1, 28, 28)), ("mlp", (2,)),
@@ -44,6 +44,39 @@ def test_dcgan28_matches_the_spec_layer_by_layer():
     assert [(c.out_channels, c.kernel_size, c.stride) for c in tconvs] == \
         [(128, (4, 4), (2, 2))] * 2
     assert g[0].in_features == 50 and g[0].out_features == 128 * 7 * 7
+
+
+@pytest.mark.parametrize("c_in, c_out, kernel, padding, size", [
+    (128, 1, 7, 3, (28, 28)),   # dcgan28's head
+    (64, 3, 4, 0, (67, 67)),    # dcgan64's head after its (1, 2) zero padding
+    (5, 2, 3, 1, (9, 11)),
+])
+def test_the_image_head_conv_is_conv2d_forward_and_backward(c_in, c_out, kernel, padding, size):
+    torch.manual_seed(0)
+    head = ImageHeadConv2d(c_in, c_out, kernel, padding=padding).double()
+    x = torch.randn(3, c_in, *size, dtype=torch.float64, requires_grad=True)
+    ours = head(x)
+    conv = nn.functional.conv2d(x, head.weight, head.bias, padding=padding)
+    assert ours.shape == conv.shape
+    torch.testing.assert_close(ours, conv, rtol=1e-10, atol=1e-10)
+    grad = torch.randn_like(conv)
+    inputs = (x, head.weight, head.bias)
+    ours_grads = torch.autograd.grad(ours, inputs, grad)
+    for a, b in zip(ours_grads, torch.autograd.grad(conv, inputs, grad), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+    x_channels_last = x.detach().contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(head(x_channels_last), conv, rtol=1e-10, atol=1e-10)
+    assert set(head.state_dict()) == {"weight", "bias"}  # loads as nn.Conv2d's
+
+
+def test_dropout_drops_p_and_rescales_the_rest_in_training_only():
+    torch.manual_seed(0)
+    dropout, x = Dropout(0.3), torch.ones(1000, 1000)
+    y = dropout(x)
+    assert abs((y == 0).float().mean().item() - 0.3) < 0.002
+    assert torch.allclose(y[y != 0], torch.tensor(1 / 0.7))
+    assert abs(y.mean().item() - 1) < 0.005
+    assert dropout.eval()(x) is x
 
 
 def test_a_gradient_penalty_swaps_batch_norm_for_layer_norm():

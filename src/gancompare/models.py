@@ -10,6 +10,7 @@ import math
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from gancompare.errors import ConfigError
@@ -43,6 +44,42 @@ def init_weights(module: nn.Module, std: float) -> None:
             nn.init.zeros_(m.bias)
 
 
+class ImageHeadConv2d(nn.Conv2d):
+    """A stride-1 Conv2d to a few output channels (G's last layer, 128 → C), computed as one
+    channels-last matmul to the K×K taps, then `fold` (col2im) summing the taps into place.
+
+    oneDNN runs a 128 → 1, 7×7 conv at about 16 GFLOP/s on this CPU, a third of the baseline
+    step; the matmul and fold take its forward and backward 3× faster. Same parameters, state
+    dict and initialisation as nn.Conv2d, same numbers up to float summation order.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        ph, pw = self.padding if isinstance(self.padding, tuple) else (0, 0)
+        kh, kw = self.kernel_size
+        if (self.stride, self.dilation, self.groups) != ((1, 1), (1, 1), 1) \
+                or isinstance(self.padding, str) or ph >= kh or pw >= kw:
+            return super().forward(x)
+        n, c, h, w = x.shape
+        # taps[n, position, out·K·K]: every input pixel times every (flipped) kernel tap
+        taps = x.permute(0, 2, 3, 1).reshape(n, h * w, c) @ \
+            self.weight.flip(-1, -2).permute(1, 0, 2, 3).reshape(c, -1)
+        # fold adds tap (i, j) of input pixel q into output pixel q - (i, j) + padding
+        y = F.fold(taps.transpose(1, 2), (h + 2 * ph - kh + 1, w + 2 * pw - kw + 1),
+                   (kh, kw), padding=(kh - 1 - ph, kw - 1 - pw))
+        return y if self.bias is None else y + self.bias.view(1, -1, 1, 1)
+
+
+class Dropout(nn.Dropout):
+    """nn.Dropout drawn as `rand >= p`: aten's bernoulli_ takes 1.5 ms per 128×1024 on this
+    CPU, three times a uniform draw, and it was a fifth of the mlp step. Same distribution."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        keep = torch.rand(x.shape, device=x.device) >= self.p
+        return x * keep.to(x.dtype).mul_(1 / (1 - self.p))
+
+
 class Discriminator(nn.Module):
     """Wraps a body that ends in one unit, so every D returns a flat [N] vector of logits."""
 
@@ -73,7 +110,7 @@ def mlp(shape: tuple[int, ...], latent_dim: int = 100, d_norm: str = "none",
         d_layers += [nn.Linear(width_in, width), norm_layer(d_norm, width, conv=False),
                      nn.LeakyReLU(0.2)]
         if i < 2:  # SPEC: dropout after the first two hidden layers
-            d_layers.append(nn.Dropout(0.3))
+            d_layers.append(Dropout(0.3))
         width_in = width
     d_layers.append(nn.Linear(256, 1))
     return nn.Sequential(*g_layers), Discriminator(nn.Sequential(*d_layers))
@@ -91,7 +128,7 @@ def dcgan28(shape: tuple[int, ...], latent_dim: int = 50, d_norm: str = "none",
         nn.LeakyReLU(0.2),  # 14×14
         nn.ConvTranspose2d(128, 128, 4, stride=2, padding=1), norm_layer(g_norm, 128, conv=True),
         nn.LeakyReLU(0.2),  # 28×28
-        nn.Conv2d(128, c, 7, padding=3),
+        ImageHeadConv2d(128, c, 7, padding=3),
         nn.Tanh(),
     )
     discriminator = nn.Sequential(
@@ -117,14 +154,14 @@ def dcgan64(shape: tuple[int, ...], latent_dim: int = 100, d_norm: str = "batch"
         g_layers += [nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1),
                      norm_layer(g_norm, c_out, conv=True), nn.ReLU()]
     # Conv(C, 4×4, same): an even kernel pads 1 before and 2 after, as Keras' 'same' does.
-    g_layers += [nn.ZeroPad2d((1, 2, 1, 2)), nn.Conv2d(64, c, 4), nn.Tanh()]
+    g_layers += [nn.ZeroPad2d((1, 2, 1, 2)), ImageHeadConv2d(64, c, 4), nn.Tanh()]
     discriminator = nn.Sequential(
         nn.Conv2d(c, 64, 5, stride=2, padding=2), norm_layer(d_norm, 64, conv=True),
         nn.LeakyReLU(0.2),  # 32×32
         nn.Conv2d(64, 128, 5, stride=2, padding=2), norm_layer(d_norm, 128, conv=True),
         nn.LeakyReLU(0.2),  # 16×16
         nn.Flatten(),
-        nn.Dropout(0.3),
+        Dropout(0.3),
         nn.Linear(128 * 16 * 16, 1),
     )
     return nn.Sequential(*g_layers), Discriminator(discriminator)
