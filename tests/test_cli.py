@@ -34,6 +34,11 @@ CASES = [
     (["data=fashion", "paths.data=/nonexistent"], "paths.data", ["make data"]),
     (["model=dcgan28", "data=ring8"], "model", ["mlp"]),
     (["device=cuda:0"] , "device", ["device=auto"]),
+    (["model.pack=0"], "model.pack", ["positive", "model.pack=2"]),
+    (["optimizer.updates=together"], "optimizer.updates", ["alternating", "simultaneous"]),
+    (["optimizer.updates=simultaneous"], "optimizer.updates", ["separate-batches"]),
+    (["experiment=pacgan-ring8", "optimizer.d_steps=5"], "optimizer.updates",
+     ["optimizer.d_steps=1"]),
 ]
 
 

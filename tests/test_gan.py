@@ -117,3 +117,44 @@ def test_a_step_reports_what_d_output_means(loss, columns):
     assert all(v.dim() == 0 and torch.isfinite(v) for v in figures.values())
     if "d_acc_real" in figures:
         assert 0 <= figures["d_acc_real"].item() <= 1
+
+
+
+@pytest.mark.parametrize("pack", [1, 2, 4])
+def test_simultaneous_updates_take_both_gradients_at_the_same_weights_from_one_pass(pack):
+    """PacGAN's step (ALI's ali_algorithm), written out by hand: 100 real and 100 generated packs,
+    G run once per pack slot, one pass of D, D's BCE and G's non-saturating loss, both
+    gradients before either network moves."""
+    gan = _gan("experiment=pacgan-ring8", f"model.pack={pack}", "trainer.batch_size=200")
+    assert gan.simultaneous and gan.pack == pack and gan.batch_size == 200
+    G, D = gan.generator, gan.discriminator
+    assert D.body[1].linear.in_features == 2 * pack
+    for net in ("g_optimizer", "d_optimizer"):  # SGD with lr 1: a step subtracts the gradient
+        params = getattr(gan, net).param_groups[0]["params"]
+        setattr(gan, net, torch.optim.SGD(params, lr=1.0))
+    before = {net: {k: v.clone() for k, v in net.named_parameters()} for net in (G, D)}
+    rng = torch.get_rng_state()
+    figures = gan.step()
+    stepped = {net: {k: v.detach().clone() for k, v in net.named_parameters()} for net in (G, D)}
+
+    torch.set_rng_state(rng)
+    for net in (G, D):
+        with torch.no_grad():
+            for k, v in net.named_parameters():
+                v.copy_(before[net][k])
+    real = gan.data.sample(100 * pack)
+    z = torch.randn(100 * pack, 2)
+    fake = torch.stack([G(z_slot) for z_slot in z.split(100)], dim=1).reshape(100 * pack, 2)
+    packed = torch.cat([real, fake]).reshape(200, 2 * pack)  # pack i: rows pack·i … pack·i+pack-1
+    out = D.body(packed).flatten()
+    d_loss = nn.functional.softplus(-out[:100]).mean() + nn.functional.softplus(out[100:]).mean()
+    g_loss = nn.functional.softplus(-out[100:]).mean()
+    grads = {D: torch.autograd.grad(d_loss, list(D.parameters()), retain_graph=True),
+             G: torch.autograd.grad(g_loss, list(G.parameters()))}
+    torch.testing.assert_close(figures["d_loss"], d_loss.detach())
+    torch.testing.assert_close(figures["g_loss"], g_loss.detach())
+    for net in (G, D):
+        for (name, _), grad in zip(net.named_parameters(), grads[net], strict=True):
+            torch.testing.assert_close(stepped[net][name], before[net][name] - grad,
+                                       rtol=1e-5, atol=1e-7, msg=name)
+            assert grad.abs().sum() > 0, name

@@ -123,6 +123,30 @@ def test_distinct_fraction_spots_near_duplicates(features):
     assert metrics.distinct_fraction(few, radius) == pytest.approx(0.01, abs=0.002)
 
 
+def test_mixture_metrics_match_a_hand_count_on_constructed_points():
+    """PacGAN's MetricLogger by hand: nearest mode, high quality under 3 std, modes with at
+    least one high-quality point, KL(p_modes || uniform)."""
+    mixture = grid()  # std 0.05, modes 2 apart
+    mode = {tuple(m): i for i, m in enumerate(mixture.means.tolist())}
+    points = np.array([
+        [0.0, 0.0], [0.0, 0.0], [0.1, 0.0],  # mode (0, 0): on it, on it, 2 std off
+        [2.0, 2.0 + 0.149],                  # mode (2, 2): 2.98 std off, still high quality
+        [4.0 - 0.151, -4.0],                 # mode (4, -4): 3.02 std off, not high quality
+        [-4.0, 4.0 + 0.1],                   # mode (-4, 4): 2 std off
+        [1.0, 1.0],                          # between modes: nowhere
+        [9.0, 9.0],                          # off the grid: nearest (4, 4), 140 std off
+    ])
+    result = metrics.mixture_metrics(points, mixture)
+    assert result["modes"] == 3  # (0, 0), (2, 2), (-4, 4)
+    assert result["high_quality"] == pytest.approx(5 / 8)
+    counts = np.zeros(25)
+    counts[[mode[(0.0, 0.0)], mode[(2.0, 2.0)], mode[(-4.0, 4.0)]]] = [3, 1, 1]
+    p = counts[counts > 0] / 5
+    assert result["reverse_kl"] == pytest.approx(float(np.sum(p * np.log(p * 25))))
+    assert result["reverse_kl"] == pytest.approx(
+        0.6 * math.log(0.6 * 25) + 2 * 0.2 * math.log(0.2 * 25))
+
+
 @pytest.mark.parametrize("mixture", [ring(), grid()], ids=["ring8", "grid25"])
 def test_true_mixture_samples_capture_every_mode_with_high_quality(mixture):
     generator = torch.Generator().manual_seed(0)

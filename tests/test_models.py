@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from gancompare.errors import ConfigError
-from gancompare.models import Dropout, ImageHeadConv2d, build_models
+from gancompare.models import Discriminator, Dropout, ImageHeadConv2d, Maxout, build_models
 
 
 @pytest.mark.parametrize("arch, shape", [("mlp", (1, 28, 28)), ("mlp", (2,)),
@@ -77,6 +77,56 @@ def test_dropout_drops_p_and_rescales_the_rest_in_training_only():
     assert torch.allclose(y[y != 0], torch.tensor(1 / 0.7))
     assert abs(y.mean().item() - 1) < 0.005
     assert dropout.eval()(x) is x
+
+
+def test_pacgan_mlp_is_their_create_model_brick():
+    g, d = build_models("pacgan-mlp", (2,), 2, "none", "batch", 0.02, False, pack=4,
+                        norm_init_std=0.0)
+    linears = [m for m in g.modules() if isinstance(m, nn.Linear)]
+    assert [(m.in_features, m.out_features, m.bias is not None) for m in linears] == \
+        [(2, 400, False), (400, 400, False), (400, 400, False), (400, 400, False), (400, 2, True)]
+    norms = [m for m in g.modules() if isinstance(m, nn.BatchNorm1d)]
+    assert [(m.eps, m.momentum) for m in norms] == [(1e-4, 0.05)] * 4
+    assert all(torch.equal(m.weight, torch.ones(400)) for m in norms)  # Blocks: scale 1
+    assert sum(isinstance(m, nn.ReLU) for m in g.modules()) == 4
+    maxouts = [m for m in d.modules() if isinstance(m, Maxout)]
+    assert [(m.linear.in_features, m.width, m.pieces) for m in maxouts] == \
+        [(8, 200, 5), (200, 200, 5), (200, 200, 5)]  # 4 packed 2-D points in
+    assert d.body[-1].in_features == 200 and d.body[-1].out_features == 1
+    weights = torch.cat([m.linear.weight.flatten() for m in maxouts])
+    assert abs(weights.std().item() - 0.02) < 0.001
+    assert all(m.linear.bias.abs().sum() == 0 for m in maxouts)
+    assert g(torch.randn(100, 2)).shape == (100, 2)
+    assert d(torch.randn(400, 2)).shape == (100,)  # 100 packs of 4
+
+
+def test_maxout_takes_the_max_over_each_units_pieces():
+    layer = Maxout(3, 2, 4)
+    x = torch.randn(5, 3)
+    pieces = layer.linear(x).reshape(5, 2, 4)
+    assert torch.equal(layer(x), pieces.max(-1).values)
+
+
+def test_packing_concatenates_consecutive_samples_along_the_first_feature_axis():
+    d = Discriminator(nn.Flatten(), pack=2)
+    points = torch.arange(8.0).reshape(4, 2)  # 4 points → 2 packs of 2
+    assert torch.equal(d(points), torch.arange(8.0))
+    images = torch.arange(4 * 3 * 2 * 2.0).reshape(4, 3, 2, 2)
+    packed = Discriminator(nn.Identity(), pack=2).body(
+        images.unflatten(0, (-1, 2)).flatten(1, 2))
+    assert packed.shape == (2, 6, 2, 2) and torch.equal(packed[1, 3:], images[3])
+
+
+@pytest.mark.parametrize("arch, shape", [("mlp", (2,)), ("dcgan28", (1, 28, 28)),
+                                         ("dcgan64", (3, 64, 64)), ("pacgan-mlp", (2,))])
+def test_every_architecture_packs(arch, shape):
+    g, d = build_models(arch, shape, 8, "none", "none", 0.02, len(shape) == 3, pack=3)
+    assert d(g(torch.randn(6, 8))).shape == (2,)
+
+
+def test_a_pack_below_one_is_refused_with_its_key():
+    with pytest.raises(ConfigError, match="model.pack"):
+        build_models("mlp", (2,), 8, "none", "none", 0.02, False, pack=0)
 
 
 def test_a_gradient_penalty_swaps_batch_norm_for_layer_norm():

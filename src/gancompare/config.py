@@ -33,6 +33,9 @@ def _positive(cfg: DictConfig, key: str, example: str, integer: bool = False,
         raise ConfigError(key, f"{value!r} is not a positive {kind}", f"set e.g. {key}={example}")
 
 
+UPDATES = ("alternating", "simultaneous")
+
+
 def check_config(cfg: DictConfig) -> None:
     """Refuse bad input with the key and the fix, before any data or model is built."""
     _positive(cfg, "trainer.batch_size", "128", integer=True)
@@ -43,6 +46,7 @@ def check_config(cfg: DictConfig) -> None:
     _positive(cfg, "trainer.max_steps", "200", integer=True, optional=True)
     _positive(cfg, "trainer.log_every", "25", integer=True)
     _positive(cfg, "model.latent_dim", "50", integer=True)
+    _positive(cfg, "model.pack", "2", integer=True, optional=True)
     _positive(cfg, "optimizer.d_steps", "5", integer=True)
     _positive(cfg, "loss.clip_weights", "0.01", optional=True)
     for net in ("d", "g"):
@@ -51,6 +55,15 @@ def check_config(cfg: DictConfig) -> None:
     if penalty is not None and (not isinstance(penalty, int | float) or penalty < 0):
         raise ConfigError("loss.gradient_penalty", f"{penalty!r} is not a weight >= 0",
                           "set e.g. loss.gradient_penalty=10, or null for none")
+    updates = cfg.optimizer.get("updates", "alternating")
+    if updates not in UPDATES:
+        raise ConfigError("optimizer.updates", f"unknown update scheme '{updates}'",
+                          f"choose one of {', '.join(UPDATES)}")
+    if updates == "simultaneous" and (cfg.optimizer.d_steps != 1
+                                      or "separate-batches" in (cfg.get("hacks") or {})):
+        raise ConfigError("optimizer.updates", "simultaneous updates take one pass of D over a "
+                          "mixed batch per step", "set optimizer.d_steps=1 and drop "
+                          "hacks=[separate-batches], or use optimizer.updates=alternating")
     objective = get_objective(cfg.loss.objective)
     check_hacks(cfg.get("hacks") or {}, objective.uses_labels, cfg.loss.name)
     resolve_device(cfg.device)

@@ -1,11 +1,19 @@
-"""One GAN training step: `optimizer.d_steps` discriminator updates, then one generator update.
+"""One GAN training step, in one of two update schemes (`optimizer.updates`).
 
-Each D update sees half a batch of real samples and half a batch of generated ones: one mixed
-pass and one optimiser step, or, with `hacks=[separate-batches]`, an all-real pass and step then
-an all-fake pass and step. G is updated through D on a full batch of fresh latent points with
-target "real", D's weights frozen. The step never reads a value back to the host: its figures
-stay tensors on the device. Nothing here branches on a loss's name: the `Objective` says what D's
-output means.
+`alternating` (DCGAN and most papers): `optimizer.d_steps` discriminator updates, then one
+generator update. Each D update sees half a batch of real samples and half a batch of generated
+ones: one mixed pass and one optimiser step, or, with `hacks=[separate-batches]`, an all-real
+pass and step then an all-fake pass and step. G is updated through D on a full batch of fresh
+latent points with target "real", D's weights frozen.
+
+`simultaneous` (ALI's and PacGAN's code): one pass of D over half a batch of real and half a
+batch of generated samples gives both losses; both gradients are taken at the same weights and
+both optimisers step.
+
+With packing (`model.pack=m`) every sample D judges is m samples: m times as many real points
+are drawn, and G runs once per pack slot, so its batch norm sees the slot's batch as PacGAN's
+does. The step never reads a value back to the host: its figures stay tensors on the device.
+Nothing here branches on a loss's name: the `Objective` says what D's output means.
 """
 
 from __future__ import annotations
@@ -70,13 +78,23 @@ class GAN:
     clip: float | None = None
     autocast: Callable[[], AbstractContextManager] = contextlib.nullcontext
     channels_last: bool = False
+    pack: int = 1
+    simultaneous: bool = False
 
     def latent(self, n: int) -> Tensor:
         return torch.randn(n, self.latent_dim, device=self.data.train.device)
 
     def real_batch(self, n: int) -> Tensor:
-        real = self.data.sample(n)
+        """n packs of real samples: [n · pack, …]."""
+        real = self.data.sample(n * self.pack)
         return real.contiguous(memory_format=torch.channels_last) if self.channels_last else real
+
+    def fake_batch(self, n: int) -> Tensor:
+        """n packs of generated samples, [n · pack, …], G run once per pack slot."""
+        if self.pack == 1:
+            return self.G(self.latent(n))
+        slots = [self.G(z) for z in self.latent(n * self.pack).split(n)]
+        return torch.stack(slots, dim=1).flatten(0, 1)  # row n·i + j: pack i, slot j
 
     def D(self, x: Tensor) -> Tensor:
         """D's outputs in float32, whatever precision its forward pass ran in."""
@@ -88,6 +106,8 @@ class GAN:
             return self.generator(z)
 
     def step(self) -> dict[str, Tensor]:
+        if self.simultaneous:
+            return self.simultaneous_update()
         d_figures = [self.discriminator_update() for _ in range(self.d_steps)]
         figures = {k: torch.stack([f[k] for f in d_figures]).mean() for k in d_figures[0]}
         figures.update(self.generator_update())
@@ -99,7 +119,7 @@ class GAN:
         n_fake = self.batch_size - n_real
         real = self.real_batch(n_real)
         with torch.no_grad():
-            fake = self.G(self.latent(n_fake))
+            fake = self.fake_batch(n_fake)
         target_real, target_fake = self.labels(n_real, n_fake)
         if self.separate_batches:  # the tutorial's two train_on_batch calls: real, then fake
             out_real = D(real)
@@ -115,10 +135,14 @@ class GAN:
             loss_fake = objective.d_fake(out_fake, target_fake)
             penalty = self._penalty(real, fake)
             norms = [self._d_optimizer_step(loss_real + loss_fake + penalty)]
+        return self._d_figures(loss_real, loss_fake, penalty, torch.stack(norms).mean(),
+                               out_real, out_fake)
 
+    def _d_figures(self, loss_real: Tensor, loss_fake: Tensor, penalty: Tensor, norm: Tensor,
+                   out_real: Tensor, out_fake: Tensor) -> dict[str, Tensor]:
+        objective = self.objective
         figures = {"d_loss_real": loss_real.detach(), "d_loss_fake": loss_fake.detach(),
-                   "d_loss": (loss_real + loss_fake + penalty).detach(),
-                   "d_grad_norm": torch.stack(norms).mean()}
+                   "d_loss": (loss_real + loss_fake + penalty).detach(), "d_grad_norm": norm}
         out_real, out_fake = out_real.detach(), out_fake.detach()
         if objective.has_accuracy:
             figures["d_acc_real"] = (out_real > objective.threshold).float().mean()
@@ -129,6 +153,36 @@ class GAN:
             figures["wasserstein"] = figures["critic_real"] - figures["critic_fake"]
         if self.penalty_weight:
             figures["gradient_penalty"] = penalty.detach() / self.penalty_weight
+        return figures
+
+    def simultaneous_update(self) -> dict[str, Tensor]:
+        """Both losses from one pass of D over real and generated samples; both gradients at
+        the same weights (ALI's `ali_algorithm`, which PacGAN's code trains with)."""
+        objective = self.objective
+        n_real = self.batch_size // 2
+        n_fake = self.batch_size - n_real
+        real, fake = self.real_batch(n_real), self.fake_batch(n_fake)
+        target_real, target_fake = self.labels(n_real, n_fake)
+        out_real, out_fake = self.D(torch.cat([real, fake])).split([n_real, n_fake])
+        loss_real = objective.d_real(out_real, target_real)
+        loss_fake = objective.d_fake(out_fake, target_fake)
+        penalty = self._penalty(real, fake.detach())
+        g_loss = objective.g(out_fake)
+        d_params = [p for p in self.discriminator.parameters() if p.requires_grad]
+        g_params = [p for p in self.generator.parameters() if p.requires_grad]
+        d_grads = torch.autograd.grad(loss_real + loss_fake + penalty, d_params,
+                                      retain_graph=True)
+        g_grads = torch.autograd.grad(g_loss, g_params)
+        for params, grads in ((d_params, d_grads), (g_params, g_grads)):
+            for p, grad in zip(params, grads, strict=True):
+                p.grad = grad
+        d_norm, g_norm = grad_norm(self.discriminator), grad_norm(self.generator)
+        self.d_optimizer.step()
+        if self.clip:
+            clip_weights(self.discriminator, self.clip)
+        self.g_optimizer.step()
+        figures = self._d_figures(loss_real, loss_fake, penalty, d_norm, out_real, out_fake)
+        figures.update(g_loss=g_loss.detach(), g_grad_norm=g_norm)
         return figures
 
     def _penalty(self, real: Tensor, fake: Tensor) -> Tensor:
@@ -147,7 +201,7 @@ class GAN:
 
     def generator_update(self) -> dict[str, Tensor]:
         with frozen(self.discriminator):
-            fake = self.G(self.latent(self.batch_size))
+            fake = self.fake_batch(self.batch_size)
             loss = self.objective.g(self.D(fake))
             self.g_optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -185,7 +239,8 @@ def build_gan(cfg: DictConfig, data: Dataset, device: torch.device) -> GAN:
     """The GAN of an effective config (`config.effective_config`) on `data`."""
     generator, discriminator = build_models(
         cfg.model.arch, data.shape, cfg.model.latent_dim, cfg.model.d_norm, cfg.model.g_norm,
-        cfg.model.init_std, image_output=data.is_image)
+        cfg.model.init_std, image_output=data.is_image, pack=cfg.model.get("pack", 1),
+        norm_init_std=cfg.model.get("norm_init_std"))  # .get: runs saved before these keys
     channels_last = bool(cfg.trainer.channels_last) and data.is_image and cfg.model.arch != "mlp"
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     generator.to(device, memory_format=memory_format)
@@ -207,7 +262,8 @@ def build_gan(cfg: DictConfig, data: Dataset, device: torch.device) -> GAN:
         d_steps=cfg.optimizer.d_steps, separate_batches="separate-batches" in cfg.hacks,
         penalty_weight=penalty, clip=cfg.loss.get("clip_weights"),
         autocast=autocast(resolve_precision(cfg.trainer.precision, device), device),
-        channels_last=channels_last)
+        channels_last=channels_last, pack=cfg.model.get("pack", 1),
+        simultaneous=cfg.optimizer.get("updates") == "simultaneous")
 
 
 def make_optimizer(settings: DictConfig, module: nn.Module, fused: bool) -> torch.optim.Optimizer:

@@ -1,7 +1,9 @@
-"""Generator/discriminator pairs of SPEC: `mlp`, `dcgan28`, `dcgan64`, chosen by `model.arch`.
+"""Generator/discriminator pairs of SPEC, chosen by `model.arch`: `mlp`, `dcgan28`, `dcgan64`,
+and PacGAN's 2-D mixture networks `pacgan-mlp`.
 
-Every builder takes the data shape (C, H, W) or (2,) and returns (G, D). D returns one logit or
-critic score per sample, shape [N]; losses are computed from it by `losses.py`.
+Every builder takes the data shape (C, H, W) or (2,) and the packing degree m, and returns
+(G, D). D returns one logit or critic score per sample (per pack of m samples), shape [N]; losses
+are computed from it by `losses.py`.
 """
 
 from __future__ import annotations
@@ -31,8 +33,10 @@ def norm_layer(kind: str, channels: int, conv: bool) -> nn.Module:
                       f"choose one of {', '.join(NORMS)}")
 
 
-def init_weights(module: nn.Module, std: float) -> None:
-    """DCGAN initialisation: every weight N(0, std), norm scales N(1, std), biases 0."""
+def init_weights(module: nn.Module, std: float, norm_std: float | None = None) -> None:
+    """DCGAN initialisation: every weight N(0, std), norm scales N(1, norm_std) (default std;
+    0 gives Blocks' and PyTorch's constant 1), biases 0."""
+    norm_std = std if norm_std is None else norm_std
     for m in module.modules():
         if isinstance(m, nn.Conv2d | nn.ConvTranspose2d | nn.Linear):
             nn.init.normal_(m.weight, 0.0, std)
@@ -40,7 +44,7 @@ def init_weights(module: nn.Module, std: float) -> None:
                 nn.init.zeros_(m.bias)
         elif isinstance(m, nn.BatchNorm2d | nn.BatchNorm1d | nn.GroupNorm | nn.LayerNorm) \
                 and m.weight is not None:
-            nn.init.normal_(m.weight, 1.0, std)
+            nn.init.normal_(m.weight, 1.0, norm_std)
             nn.init.zeros_(m.bias)
 
 
@@ -81,18 +85,40 @@ class Dropout(nn.Dropout):
 
 
 class Discriminator(nn.Module):
-    """Wraps a body that ends in one unit, so every D returns a flat [N] vector of logits."""
+    """Wraps a body that ends in one unit, so every D returns a flat [N] vector of logits.
 
-    def __init__(self, body: nn.Module) -> None:
+    With packing (PacGAN, `model.pack=m`) D judges m samples at once: rows m·i … m·i+m−1 of its
+    input are concatenated along the first feature axis (the coordinates of 2-D points, the
+    channels of images), so [N·m, C, …] gives N logits.
+    """
+
+    def __init__(self, body: nn.Module, pack: int = 1) -> None:
         super().__init__()
         self.body = body
+        self.pack = pack
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.pack > 1:
+            x = x.unflatten(0, (-1, self.pack)).flatten(1, 2)
         return self.body(x).flatten()
 
 
+class Maxout(nn.Module):
+    """Maxout layer (Goodfellow et al. 2013): a linear map to width × pieces, then the max over
+    each unit's pieces."""
+
+    def __init__(self, width_in: int, width: int, pieces: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(width_in, width * pieces)
+        self.width, self.pieces = width, pieces
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x).unflatten(-1, (self.width, self.pieces)).amax(-1)
+
+
 def mlp(shape: tuple[int, ...], latent_dim: int = 100, d_norm: str = "none",
-        g_norm: str = "none", image_output: bool = True) -> tuple[nn.Module, nn.Module]:
+        g_norm: str = "none", image_output: bool = True,
+        pack: int = 1) -> tuple[nn.Module, nn.Module]:
     """Fully connected GAN on flattened data. Images end in tanh; 2-D points in a linear layer
     (a mixture on {-4..4}^2 lies outside tanh's range)."""
     size = math.prod(shape)
@@ -105,7 +131,7 @@ def mlp(shape: tuple[int, ...], latent_dim: int = 100, d_norm: str = "none",
     g_layers += [nn.Linear(1024, size), nn.Tanh() if image_output else nn.Identity(),
                  nn.Unflatten(1, shape)]
     d_layers: list[nn.Module] = [nn.Flatten()]
-    width_in = size
+    width_in = size * pack
     for i, width in enumerate((1024, 512, 256)):
         d_layers += [nn.Linear(width_in, width), norm_layer(d_norm, width, conv=False),
                      nn.LeakyReLU(0.2)]
@@ -113,11 +139,12 @@ def mlp(shape: tuple[int, ...], latent_dim: int = 100, d_norm: str = "none",
             d_layers.append(Dropout(0.3))
         width_in = width
     d_layers.append(nn.Linear(256, 1))
-    return nn.Sequential(*g_layers), Discriminator(nn.Sequential(*d_layers))
+    return nn.Sequential(*g_layers), Discriminator(nn.Sequential(*d_layers), pack)
 
 
 def dcgan28(shape: tuple[int, ...], latent_dim: int = 50, d_norm: str = "none",
-            g_norm: str = "none", image_output: bool = True) -> tuple[nn.Module, nn.Module]:
+            g_norm: str = "none", image_output: bool = True,
+            pack: int = 1) -> tuple[nn.Module, nn.Module]:
     """The stable baseline of the failure-modes tutorial, for 28×28 data (C channels)."""
     c = _image_channels(shape, 28, "dcgan28")
     generator = nn.Sequential(
@@ -132,18 +159,19 @@ def dcgan28(shape: tuple[int, ...], latent_dim: int = 50, d_norm: str = "none",
         nn.Tanh(),
     )
     discriminator = nn.Sequential(
-        nn.Conv2d(c, 64, 4, stride=2, padding=1), norm_layer(d_norm, 64, conv=True),
+        nn.Conv2d(c * pack, 64, 4, stride=2, padding=1), norm_layer(d_norm, 64, conv=True),
         nn.LeakyReLU(0.2),  # 14×14
         nn.Conv2d(64, 64, 4, stride=2, padding=1), norm_layer(d_norm, 64, conv=True),
         nn.LeakyReLU(0.2),  # 7×7
         nn.Flatten(),
         nn.Linear(64 * 7 * 7, 1),
     )
-    return generator, Discriminator(discriminator)
+    return generator, Discriminator(discriminator, pack)
 
 
 def dcgan64(shape: tuple[int, ...], latent_dim: int = 100, d_norm: str = "batch",
-            g_norm: str = "none", image_output: bool = True) -> tuple[nn.Module, nn.Module]:
+            g_norm: str = "none", image_output: bool = True,
+            pack: int = 1) -> tuple[nn.Module, nn.Module]:
     """DCGAN for 64×64 data; kernel 4 divisible by stride 2 avoids checkerboard artifacts."""
     c = _image_channels(shape, 64, "dcgan64")
     g_layers: list[nn.Module] = [
@@ -156,7 +184,7 @@ def dcgan64(shape: tuple[int, ...], latent_dim: int = 100, d_norm: str = "batch"
     # Conv(C, 4×4, same): an even kernel pads 1 before and 2 after, as Keras' 'same' does.
     g_layers += [nn.ZeroPad2d((1, 2, 1, 2)), ImageHeadConv2d(64, c, 4), nn.Tanh()]
     discriminator = nn.Sequential(
-        nn.Conv2d(c, 64, 5, stride=2, padding=2), norm_layer(d_norm, 64, conv=True),
+        nn.Conv2d(c * pack, 64, 5, stride=2, padding=2), norm_layer(d_norm, 64, conv=True),
         nn.LeakyReLU(0.2),  # 32×32
         nn.Conv2d(64, 128, 5, stride=2, padding=2), norm_layer(d_norm, 128, conv=True),
         nn.LeakyReLU(0.2),  # 16×16
@@ -164,13 +192,40 @@ def dcgan64(shape: tuple[int, ...], latent_dim: int = 100, d_norm: str = "batch"
         Dropout(0.3),
         nn.Linear(128 * 16 * 16, 1),
     )
-    return nn.Sequential(*g_layers), Discriminator(discriminator)
+    return nn.Sequential(*g_layers), Discriminator(discriminator, pack)
+
+
+def pacgan_mlp(shape: tuple[int, ...], latent_dim: int = 2, d_norm: str = "none",
+               g_norm: str = "batch", image_output: bool = False,
+               pack: int = 1) -> tuple[nn.Module, nn.Module]:
+    """PacGAN's 2-D mixture networks (Lin et al. 2018, their code's `create_model_brick`):
+    G z → 4 × (400, no bias, batch norm, ReLU) → linear 2; D 3 maxout layers of 200 units with
+    5 pieces → linear 1, on m packed samples. Batch norm as in Blocks: eps 1e-4, population
+    statistics updated with weight 0.05."""
+    size = math.prod(shape)
+    g_layers: list[nn.Module] = []
+    width_in = latent_dim
+    for _ in range(4):
+        norm = nn.BatchNorm1d(400, eps=1e-4, momentum=0.05) if g_norm == "batch" \
+            else norm_layer(g_norm, 400, conv=False)
+        g_layers += [nn.Linear(width_in, 400, bias=g_norm == "none"), norm, nn.ReLU()]
+        width_in = 400
+    g_layers += [nn.Linear(400, size), nn.Tanh() if image_output else nn.Identity(),
+                 nn.Unflatten(1, shape)]
+    d_layers: list[nn.Module] = [nn.Flatten()]
+    width_in = size * pack
+    for _ in range(3):
+        d_layers += [Maxout(width_in, 200, 5), norm_layer(d_norm, 200, conv=False)]
+        width_in = 200
+    d_layers.append(nn.Linear(200, 1))
+    return nn.Sequential(*g_layers), Discriminator(nn.Sequential(*d_layers), pack)
 
 
 def _image_channels(shape: tuple[int, ...], resolution: int, arch: str) -> int:
     if len(shape) != 3 or shape[1:] != (resolution, resolution):
         raise ConfigError("model", f"{arch} needs {resolution}×{resolution} images, the data has "
-                          f"shape {tuple(shape)}", "use model=mlp for 2-D point data")
+                          f"shape {tuple(shape)}",
+                          "use model=mlp or model=pacgan-mlp for 2-D point data")
     return shape[0]
 
 
@@ -178,21 +233,28 @@ ARCHITECTURES: dict[str, Callable[..., tuple[nn.Module, nn.Module]]] = {
     "mlp": mlp,
     "dcgan28": dcgan28,
     "dcgan64": dcgan64,
+    "pacgan-mlp": pacgan_mlp,
 }
 
 
 def build_models(arch: str, shape: tuple[int, ...], latent_dim: int, d_norm: str, g_norm: str,
-                 init_std: float, image_output: bool) -> tuple[nn.Module, nn.Module]:
-    """(G, D) for `model.arch`, initialised N(0, init_std)."""
+                 init_std: float, image_output: bool, pack: int = 1,
+                 norm_init_std: float | None = None) -> tuple[nn.Module, nn.Module]:
+    """(G, D) for `model.arch`, weights initialised N(0, init_std), norm scales
+    N(1, norm_init_std) (default init_std), D judging `pack` samples at once."""
     if arch not in ARCHITECTURES:
         raise ConfigError("model.arch", f"unknown architecture '{arch}'",
                           f"choose one of {', '.join(ARCHITECTURES)}")
     for key, kind in (("model.d_norm", d_norm), ("model.g_norm", g_norm)):
         if kind not in NORMS:
             raise ConfigError(key, f"unknown norm '{kind}'", f"choose one of {', '.join(NORMS)}")
+    if not isinstance(pack, int) or pack < 1:
+        raise ConfigError("model.pack", f"{pack!r} is not a number of samples >= 1",
+                          "set model.pack=1 (no packing) or e.g. model.pack=2 (PacGAN2)")
     generator, discriminator = ARCHITECTURES[arch](
         tuple(shape), latent_dim=latent_dim, d_norm=d_norm, g_norm=g_norm,
-        image_output=image_output)
-    init_weights(generator, init_std)
-    init_weights(discriminator, init_std)
+        image_output=image_output, pack=pack)
+    norm_std = init_std if norm_init_std is None else norm_init_std
+    init_weights(generator, init_std, norm_std)
+    init_weights(discriminator, init_std, norm_std)
     return generator, discriminator

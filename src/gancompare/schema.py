@@ -35,6 +35,7 @@ class OptimizerSchema:
     d: Any = None
     g: Any = None
     d_steps: int = 1
+    updates: str = "alternating"
 
 
 @dataclass
