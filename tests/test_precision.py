@@ -40,8 +40,8 @@ def test_bf16_mixed_first_step_is_close_to_fp32():
 
 
 def test_precision_choices():
-    assert resolve_precision("auto", CPU) == "32"  # bf16 changed a verdict on CPU: opt-in
-    assert isinstance(native_bf16(CPU), bool)
+    assert resolve_precision("auto", CPU) == ("bf16-mixed" if native_bf16(CPU) else "32")
+    assert resolve_precision("32", CPU) == "32"
     with pytest.raises(ConfigError, match="trainer.precision: unknown precision 'fp8'"):
         resolve_precision("fp8", CPU)
     with pytest.raises(ConfigError, match="trainer.precision: tf32 exists on CUDA only"):

@@ -23,7 +23,7 @@ class TrainerSchema:
     resume: Any = "auto"
     threads: int | None = None
     progress_bar: bool = True
-    precision: str = "32"
+    precision: str = "auto"
     channels_last: bool = True
     compile: bool = False
     fused_optimizers: bool = True
