@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup data train test test-slow lint
+.PHONY: setup data train test test-slow lint results
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
@@ -23,6 +23,11 @@ train: data
 
 test: data
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Every table of docs/results.md (hours on a CPU; TABLE=<name> for one, see scripts/reproduce.py)
+TABLE ?= all
+results: data
+	$(PY) scripts/reproduce.py $(TABLE) $(ARGS)
 
 test-slow: data
 	$(PY) -m pytest -m slow $(PYTEST_ARGS)

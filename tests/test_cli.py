@@ -39,6 +39,14 @@ CASES = [
     (["optimizer.updates=simultaneous"], "optimizer.updates", ["separate-batches"]),
     (["experiment=pacgan-ring8", "optimizer.d_steps=5"], "optimizer.updates",
      ["optimizer.d_steps=1"]),
+    (["experiment=pacgan-ring8", "optimizer.g_steps=2"], "optimizer.updates",
+     ["optimizer.g_steps=1"]),
+    (["optimizer.g_steps=0"], "optimizer.g_steps", ["positive"]),
+    (["optimizer.d_passes=twice"], "optimizer.d_passes", ["joint", "separate"]),
+    (["optimizer.g_latents=same"], "optimizer.g_latents", ["fresh", "shared"]),
+    (["model.latent_distribution=gauss"], "model.latent_distribution", ["normal", "uniform"]),
+    (["data=stacked-mnist", "model=mlp", "data.digits_from=all"], "data.digits_from",
+     ["train+test"]),
 ]
 
 

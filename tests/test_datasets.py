@@ -96,6 +96,20 @@ def test_stacked_mnist_stacks_three_digits():
 
 
 
+def test_veegan_stacks_draw_from_all_70000_digits():
+    stacked = data("data=stacked-mnist", "data.n_samples=20000", "data.digits_from=train+test")
+    from torchvision import datasets
+
+    test_digits = datasets.MNIST(str(DATA_ROOT), train=False).data.flatten(1)
+    test_ids = {bytes(d.numpy()) for d in test_digits}
+    channels = stacked.train[:2000].flatten(0, 1).flatten(1)  # 6,000 digit images
+    from_test = sum(bytes(c.numpy()) in test_ids for c in channels)
+    assert 0.1 < from_test / len(channels) < 0.2  # 10,000 of 70,000 ≈ 14 %
+    only_train = data("data=stacked-mnist", "data.n_samples=2000")
+    assert not any(bytes(c.numpy()) in test_ids
+                   for c in only_train.train[:300].flatten(0, 1).flatten(1))
+
+
 def test_loading_never_fetches_missing_data(tmp_path):
     from gancompare.errors import ConfigError
 

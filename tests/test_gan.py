@@ -106,6 +106,37 @@ def test_without_separate_batches_d_sees_one_mixed_pass_and_one_step():
     assert is_real[:16].all() and not is_real[16:].any()
 
 
+def test_separate_passes_give_d_an_all_real_and_an_all_fake_pass_and_one_step():
+    gan = _gan("model.d_norm=batch", "hacks=[]", "optimizer.d_passes=separate",
+               "trainer.batch_size=32")
+    seen, inputs, steps = _record_batch_norm_inputs(gan), [], []
+    gan.discriminator.register_forward_hook(lambda m, args, out: inputs.append(args[0]))
+    gan.d_optimizer.register_step_post_hook(lambda *a: steps.append(len(inputs)))
+    gan.discriminator_update()
+    assert [len(x) for x in seen] == [16, 16] and steps == [2]  # two passes, then one step
+    assert _is_real(inputs[0]).all() and not _is_real(inputs[1]).any()
+
+
+def test_two_g_updates_on_the_latents_of_d_generated_half():
+    """VEEGAN's and PacGAN's Stacked MNIST step: D on 64 real + 64 generated, then G updated
+    twice on those same 64 latent points (uniform in [-1, 1])."""
+    gan = _gan("experiment=stacked-mnist-veegan", "trainer.batch_size=8",
+               "data.n_samples=1000")
+    assert (gan.g_steps, gan.g_shares_latents, gan.separate_passes) == (2, True, True)
+    norms = [m for m in gan.generator.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert len(norms) == 4 and all(m.weight.eq(1).all() for m in norms)  # TF's scales start at 1
+    drawn, g_inputs, steps = [], [], []
+    latent = gan.latent
+    gan.latent = lambda n: drawn.append(latent(n)) or drawn[-1]
+    gan.generator.register_forward_hook(lambda m, args, out: g_inputs.append(args[0]))
+    gan.g_optimizer.register_step_post_hook(lambda *a: steps.append(len(g_inputs)))
+    figures = gan.step()
+    assert len(drawn) == 1 and drawn[0].shape == (4, 100)  # one draw, for D's generated half
+    assert drawn[0].abs().max() <= 1 and drawn[0].min() < 0 < drawn[0].max()
+    assert len(g_inputs) == 3 and all(z is drawn[0] for z in g_inputs)  # D's, then G's two
+    assert steps == [2, 3] and torch.isfinite(figures["g_loss"])
+
+
 @pytest.mark.parametrize("loss, columns", [
     ("non-saturating", {"d_acc_real", "d_acc_fake"}),
     ("wgan-gp", {"critic_real", "critic_fake", "wasserstein", "gradient_penalty"}),

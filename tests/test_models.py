@@ -100,6 +100,40 @@ def test_pacgan_mlp_is_their_create_model_brick():
     assert d(torch.randn(400, 2)).shape == (100,)  # 100 packs of 4
 
 
+def test_veegan_dcgan_is_their_dcgan_tensorflow_model():
+    G, D = build_models("veegan-dcgan", (3, 28, 28), 100, "batch", "batch", 0.02, True)
+    sizes, x = [], torch.rand(5, 100) * 2 - 1
+    for layer in G:
+        x = layer(x)
+        if isinstance(layer, nn.ZeroPad2d | nn.Unflatten):
+            sizes.append(tuple(x.shape[1:]))
+    assert sizes == [(512, 2, 2), (256, 4, 4), (128, 7, 7), (64, 14, 14), (3, 28, 28)]
+    assert x.abs().max() <= 1  # tanh
+    convs = [m for m in D.modules() if isinstance(m, nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels, c.kernel_size, c.stride) for c in convs] == [
+        (3, 64, (5, 5), (2, 2)), (64, 128, (5, 5), (2, 2)), (128, 256, (5, 5), (2, 2)),
+        (256, 512, (5, 5), (2, 2))]
+    norms = [type(m).__name__ for m in D.body if isinstance(m, nn.BatchNorm2d | nn.Identity)]
+    assert norms == ["Identity", "BatchNorm2d", "BatchNorm2d", "BatchNorm2d"]  # none on layer 1
+    assert D(torch.rand(5, 3, 28, 28)).shape == (5,)
+
+
+@pytest.mark.parametrize("size_in, size_out", [(2, 4), (4, 7), (7, 14), (14, 28)])
+def test_same_deconv_is_the_adjoint_of_the_same_conv(size_in, size_out):
+    """TensorFlow's conv2d_transpose is the gradient of conv2d with 'SAME' padding: with shared
+    weights and no bias, <conv(x), y> = <x, deconv(y)> for every x, y."""
+    from gancompare.models import conv_same, deconv_same
+
+    conv = nn.Sequential(*conv_same(3, 4, size_out)).double()
+    deconv = nn.Sequential(*deconv_same(4, 3, size_in, size_out)).double()
+    deconv[0].weight.data.copy_(conv[1].weight.data)
+    conv[1].bias.data.zero_()
+    deconv[0].bias.data.zero_()
+    x, y = torch.randn(2, 3, size_out, size_out).double(), torch.randn(2, 4, size_in, size_in)
+    assert conv(x).shape == y.shape and deconv(y.double()).shape == x.shape
+    torch.testing.assert_close((conv(x) * y.double()).sum(), (x * deconv(y.double())).sum())
+
+
 def test_maxout_takes_the_max_over_each_units_pieces():
     layer = Maxout(3, 2, 4)
     x = torch.randn(5, 3)

@@ -14,7 +14,7 @@ from gancompare.config import check_config, effective_config, resolve_device, se
 from gancompare.datasets import Dataset, load_dataset
 from gancompare.errors import ConfigError
 from gancompare.evaluation import Evaluator
-from gancompare.gan import GAN, build_gan
+from gancompare.gan import GAN, build_gan, sample_latent
 from gancompare.precision import resolve_precision
 
 
@@ -49,7 +49,8 @@ def build(cfg: DictConfig, device: str | None = None) -> Built:
     if cfg.trainer.max_steps:
         total_steps = min(total_steps, cfg.trainer.max_steps)
     gan = build_gan(cfg, data, torch_device)
-    fixed_z = torch.randn(cfg.trainer.sample_grid ** 2, cfg.model.latent_dim,
-                          generator=torch.Generator().manual_seed(cfg.seed)).to(torch_device)
+    fixed_z = sample_latent(cfg.trainer.sample_grid ** 2, cfg.model.latent_dim,
+                            gan.latent_distribution,
+                            generator=torch.Generator().manual_seed(cfg.seed)).to(torch_device)
     evaluator = Evaluator(cfg.eval, cfg.data, data, torch_device, cfg.paths.data)
     return Built(cfg, torch_device, data, gan, evaluator, fixed_z, steps_per_epoch, total_steps)

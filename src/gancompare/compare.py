@@ -275,6 +275,8 @@ def headline_metrics(metrics: Sequence[str]) -> list[tuple[str, str, str]]:
 def plot_final_metrics(runs: Runs, factors: Sequence[str], out: Path,
                        columns: int = 4) -> list[Path]:
     table, groups = with_groups(runs.table, factors)
+    # An infinite value (reverse KL with no sample near a mode) has no place on an axis.
+    table = table.replace([math.inf, -math.inf], math.nan)
     panels = [p for p in headline_metrics(runs.metrics) if table[f"eval.{p[0]}"].notna().any()]
     panels = panels or [(m, m, "") for m in runs.metrics if table[f"eval.{m}"].notna().any()]
     panels = panels or [("", "no final metric", "")]

@@ -16,6 +16,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from gancompare.errors import ConfigError
+from gancompare.gan import LATENTS
 from gancompare.hacks import check_hacks
 from gancompare.losses import get_objective
 
@@ -34,6 +35,15 @@ def _positive(cfg: DictConfig, key: str, example: str, integer: bool = False,
 
 
 UPDATES = ("alternating", "simultaneous")
+D_PASSES = ("joint", "separate")
+G_LATENTS = ("fresh", "shared")
+
+
+def _choice(cfg: DictConfig, key: str, choices: tuple[str, ...], default: str) -> str:
+    value = OmegaConf.select(cfg, key, default=default)
+    if value not in choices:
+        raise ConfigError(key, f"unknown value '{value}'", f"choose one of {', '.join(choices)}")
+    return value
 
 
 def check_config(cfg: DictConfig) -> None:
@@ -48,6 +58,7 @@ def check_config(cfg: DictConfig) -> None:
     _positive(cfg, "model.latent_dim", "50", integer=True)
     _positive(cfg, "model.pack", "2", integer=True, optional=True)
     _positive(cfg, "optimizer.d_steps", "5", integer=True)
+    _positive(cfg, "optimizer.g_steps", "2", integer=True, optional=True)
     _positive(cfg, "loss.clip_weights", "0.01", optional=True)
     for net in ("d", "g"):
         _positive(cfg, f"optimizer.{net}.lr", "2e-4")
@@ -55,14 +66,17 @@ def check_config(cfg: DictConfig) -> None:
     if penalty is not None and (not isinstance(penalty, int | float) or penalty < 0):
         raise ConfigError("loss.gradient_penalty", f"{penalty!r} is not a weight >= 0",
                           "set e.g. loss.gradient_penalty=10, or null for none")
-    updates = cfg.optimizer.get("updates", "alternating")
-    if updates not in UPDATES:
-        raise ConfigError("optimizer.updates", f"unknown update scheme '{updates}'",
-                          f"choose one of {', '.join(UPDATES)}")
-    if updates == "simultaneous" and (cfg.optimizer.d_steps != 1
-                                      or "separate-batches" in (cfg.get("hacks") or {})):
+    updates = _choice(cfg, "optimizer.updates", UPDATES, "alternating")
+    d_passes = _choice(cfg, "optimizer.d_passes", D_PASSES, "joint")
+    g_latents = _choice(cfg, "optimizer.g_latents", G_LATENTS, "fresh")
+    _choice(cfg, "model.latent_distribution", LATENTS, "normal")
+    if updates == "simultaneous" and (
+            cfg.optimizer.d_steps != 1 or cfg.optimizer.get("g_steps", 1) != 1
+            or d_passes != "joint" or g_latents != "fresh"
+            or "separate-batches" in (cfg.get("hacks") or {})):
         raise ConfigError("optimizer.updates", "simultaneous updates take one pass of D over a "
-                          "mixed batch per step", "set optimizer.d_steps=1 and drop "
+                          "mixed batch per step", "set optimizer.d_steps=1, optimizer.g_steps=1, "
+                          "optimizer.d_passes=joint, optimizer.g_latents=fresh and drop "
                           "hacks=[separate-batches], or use optimizer.updates=alternating")
     objective = get_objective(cfg.loss.objective)
     check_hacks(cfg.get("hacks") or {}, objective.uses_labels, cfg.loss.name)

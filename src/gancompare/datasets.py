@@ -145,13 +145,23 @@ def _stacked_mnist(cfg: DictConfig, root: Path) -> Dataset:
     from torchvision import datasets
 
     require_idx_files(root, "MNIST")
+    digits_from = cfg.get("digits_from", "train")
+    if digits_from not in ("train", "train+test"):
+        raise ConfigError("data.digits_from", f"unknown value '{digits_from}'",
+                          "choose train (the test stacks stay apart) or train+test (VEEGAN's "
+                          "and PacGAN's pool of all 70,000 digits)")
     generator = np.random.default_rng(cfg.seed)
+    train_split, test_split = (datasets.MNIST(str(root), train=t, download=False)
+                               for t in (True, False))
+    pools = {"train": (train_split.data, train_split.targets),
+             "train+test": (torch.cat([train_split.data, test_split.data]),
+                            torch.cat([train_split.targets, test_split.targets]))}
     splits = []
-    for train, n in ((True, cfg.n_samples), (False, cfg.n_test_samples)):
-        ds = datasets.MNIST(str(root), train=train, download=False)
-        idx = torch.from_numpy(generator.integers(0, len(ds.targets), size=(n, 3)))
-        images = ds.data[idx]  # [n, 3, 28, 28]
-        digits = ds.targets[idx]
+    for (pool, pool_digits), n in ((pools[digits_from], cfg.n_samples),
+                                   ((test_split.data, test_split.targets), cfg.n_test_samples)):
+        idx = torch.from_numpy(generator.integers(0, len(pool_digits), size=(n, 3)))
+        images = pool[idx]  # [n, 3, 28, 28]
+        digits = pool_digits[idx]
         splits.append((images, digits[:, 0] * 100 + digits[:, 1] * 10 + digits[:, 2]))
     (train, train_labels), (test, test_labels) = splits
     return Dataset(cfg.name, train, test, train_labels, test_labels, num_classes=1000)

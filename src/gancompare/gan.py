@@ -1,10 +1,13 @@
 """One GAN training step, in one of two update schemes (`optimizer.updates`).
 
-`alternating` (DCGAN and most papers): `optimizer.d_steps` discriminator updates, then one
-generator update. Each D update sees half a batch of real samples and half a batch of generated
-ones: one mixed pass and one optimiser step, or, with `hacks=[separate-batches]`, an all-real
-pass and step then an all-fake pass and step. G is updated through D on a full batch of fresh
-latent points with target "real", D's weights frozen.
+`alternating` (DCGAN and most papers): `optimizer.d_steps` discriminator updates, then
+`optimizer.g_steps` generator updates. Each D update sees half a batch of real samples and half a
+batch of generated ones: one mixed pass and one optimiser step; with `optimizer.d_passes=separate`
+an all-real and an all-fake pass and one step (DCGAN's code: batch norm never mixes them); with
+`hacks=[separate-batches]` an all-real pass and step then an all-fake pass and step. G is updated
+through D with target "real", D's weights frozen, on a full batch of fresh latent points, or with
+`optimizer.g_latents=shared` on the latent points of the last D update's generated half
+(DCGAN-tensorflow's feed_dict, which PacGAN's Stacked MNIST code runs twice per D update).
 
 `simultaneous` (ALI's and PacGAN's code): one pass of D over half a batch of real and half a
 batch of generated samples gives both losses; both gradients are taken at the same weights and
@@ -39,6 +42,15 @@ from gancompare.precision import autocast, resolve_precision
 
 log = logging.getLogger(__name__)
 NETS = ("generator", "discriminator", "g_optimizer", "d_optimizer")
+LATENTS = ("normal", "uniform")
+
+
+def sample_latent(n: int, dim: int, distribution: str, device: torch.device | str | None = None,
+                  generator: torch.Generator | None = None) -> Tensor:
+    """n latent points: N(0, I), or U(-1, 1) per coordinate (DCGAN-tensorflow's)."""
+    if distribution == "uniform":
+        return torch.rand(n, dim, device=device, generator=generator).mul_(2).sub_(1)
+    return torch.randn(n, dim, device=device, generator=generator)
 
 
 @contextlib.contextmanager
@@ -80,21 +92,26 @@ class GAN:
     channels_last: bool = False
     pack: int = 1
     simultaneous: bool = False
+    g_steps: int = 1
+    g_shares_latents: bool = False  # G's updates on the last D update's generated latents
+    separate_passes: bool = False  # D's real and generated halves in separate passes
+    latent_distribution: str = "normal"
 
     def latent(self, n: int) -> Tensor:
-        return torch.randn(n, self.latent_dim, device=self.data.train.device)
+        return sample_latent(n, self.latent_dim, self.latent_distribution, self.data.train.device)
 
     def real_batch(self, n: int) -> Tensor:
         """n packs of real samples: [n · pack, …]."""
         real = self.data.sample(n * self.pack)
         return real.contiguous(memory_format=torch.channels_last) if self.channels_last else real
 
-    def fake_batch(self, n: int) -> Tensor:
-        """n packs of generated samples, [n · pack, …], G run once per pack slot."""
+    def fake_batch(self, z: Tensor) -> Tensor:
+        """Packs of generated samples from latents [n · pack, …], G run once per pack slot
+        (on rows slot·n … slot·n + n − 1): [n · pack, …], row pack·i + j = pack i, slot j."""
         if self.pack == 1:
-            return self.G(self.latent(n))
-        slots = [self.G(z) for z in self.latent(n * self.pack).split(n)]
-        return torch.stack(slots, dim=1).flatten(0, 1)  # row n·i + j: pack i, slot j
+            return self.G(z)
+        slots = [self.G(chunk) for chunk in z.split(len(z) // self.pack)]
+        return torch.stack(slots, dim=1).flatten(0, 1)
 
     def D(self, x: Tensor) -> Tensor:
         """D's outputs in float32, whatever precision its forward pass ran in."""
@@ -108,18 +125,24 @@ class GAN:
     def step(self) -> dict[str, Tensor]:
         if self.simultaneous:
             return self.simultaneous_update()
-        d_figures = [self.discriminator_update() for _ in range(self.d_steps)]
-        figures = {k: torch.stack([f[k] for f in d_figures]).mean() for k in d_figures[0]}
-        figures.update(self.generator_update())
-        return figures
+        d_figures = []
+        for _ in range(self.d_steps):
+            figures, latents = self.discriminator_update()
+            d_figures.append(figures)
+        shared = latents if self.g_shares_latents else None
+        g_figures = [self.generator_update(shared) for _ in range(self.g_steps)]
+        return {k: torch.stack([f[k] for f in fs]).mean() for fs in (d_figures, g_figures)
+                for k in fs[0]}
 
-    def discriminator_update(self) -> dict[str, Tensor]:
+    def discriminator_update(self) -> tuple[dict[str, Tensor], Tensor]:
+        """One D update; its figures and the latent points of its generated half."""
         D, objective = self.D, self.objective
         n_real = self.batch_size // 2
         n_fake = self.batch_size - n_real
         real = self.real_batch(n_real)
+        latents = self.latent(n_fake * self.pack)
         with torch.no_grad():
-            fake = self.fake_batch(n_fake)
+            fake = self.fake_batch(latents)
         target_real, target_fake = self.labels(n_real, n_fake)
         if self.separate_batches:  # the tutorial's two train_on_batch calls: real, then fake
             out_real = D(real)
@@ -129,14 +152,17 @@ class GAN:
             loss_fake = objective.d_fake(out_fake, target_fake)
             penalty = self._penalty(real, fake)
             norms.append(self._d_optimizer_step(loss_fake + penalty))
-        else:  # one mixed batch: D's batch statistics mix real and fake
-            out_real, out_fake = D(torch.cat([real, fake])).split([n_real, n_fake])
+        else:
+            if self.separate_passes:  # batch statistics of all-real and all-fake batches
+                out_real, out_fake = D(real), D(fake)
+            else:  # one mixed batch: D's batch statistics mix real and fake
+                out_real, out_fake = D(torch.cat([real, fake])).split([n_real, n_fake])
             loss_real = objective.d_real(out_real, target_real)
             loss_fake = objective.d_fake(out_fake, target_fake)
             penalty = self._penalty(real, fake)
             norms = [self._d_optimizer_step(loss_real + loss_fake + penalty)]
         return self._d_figures(loss_real, loss_fake, penalty, torch.stack(norms).mean(),
-                               out_real, out_fake)
+                               out_real, out_fake), latents
 
     def _d_figures(self, loss_real: Tensor, loss_fake: Tensor, penalty: Tensor, norm: Tensor,
                    out_real: Tensor, out_fake: Tensor) -> dict[str, Tensor]:
@@ -161,7 +187,8 @@ class GAN:
         objective = self.objective
         n_real = self.batch_size // 2
         n_fake = self.batch_size - n_real
-        real, fake = self.real_batch(n_real), self.fake_batch(n_fake)
+        real = self.real_batch(n_real)
+        fake = self.fake_batch(self.latent(n_fake * self.pack))
         target_real, target_fake = self.labels(n_real, n_fake)
         out_real, out_fake = self.D(torch.cat([real, fake])).split([n_real, n_fake])
         loss_real = objective.d_real(out_real, target_real)
@@ -199,9 +226,12 @@ class GAN:
             clip_weights(self.discriminator, self.clip)
         return norm
 
-    def generator_update(self) -> dict[str, Tensor]:
+    def generator_update(self, latents: Tensor | None = None) -> dict[str, Tensor]:
+        """One G update on `latents`, or on a full batch of fresh ones."""
+        if latents is None:
+            latents = self.latent(self.batch_size * self.pack)
         with frozen(self.discriminator):
-            fake = self.fake_batch(self.batch_size)
+            fake = self.fake_batch(latents)
             loss = self.objective.g(self.D(fake))
             self.g_optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -263,7 +293,11 @@ def build_gan(cfg: DictConfig, data: Dataset, device: torch.device) -> GAN:
         penalty_weight=penalty, clip=cfg.loss.get("clip_weights"),
         autocast=autocast(resolve_precision(cfg.trainer.precision, device), device),
         channels_last=channels_last, pack=cfg.model.get("pack", 1),
-        simultaneous=cfg.optimizer.get("updates") == "simultaneous")
+        simultaneous=cfg.optimizer.get("updates") == "simultaneous",
+        g_steps=cfg.optimizer.get("g_steps", 1),
+        g_shares_latents=cfg.optimizer.get("g_latents") == "shared",
+        separate_passes=cfg.optimizer.get("d_passes") == "separate",
+        latent_distribution=cfg.model.get("latent_distribution", "normal"))
 
 
 def make_optimizer(settings: DictConfig, module: nn.Module, fused: bool) -> torch.optim.Optimizer:

@@ -1,5 +1,6 @@
 """Generator/discriminator pairs of SPEC, chosen by `model.arch`: `mlp`, `dcgan28`, `dcgan64`,
-and PacGAN's 2-D mixture networks `pacgan-mlp`.
+PacGAN's 2-D mixture networks `pacgan-mlp`, and the DCGAN of PacGAN's and VEEGAN's Stacked MNIST
+experiments `veegan-dcgan`.
 
 Every builder takes the data shape (C, H, W) or (2,) and the packing degree m, and returns
 (G, D). D returns one logit or critic score per sample (per pack of m samples), shape [N]; losses
@@ -221,6 +222,58 @@ def pacgan_mlp(shape: tuple[int, ...], latent_dim: int = 2, d_norm: str = "none"
     return nn.Sequential(*g_layers), Discriminator(nn.Sequential(*d_layers), pack)
 
 
+def same_padding(size_in: int, kernel: int, stride: int) -> tuple[int, int]:
+    """TensorFlow's 'SAME' padding (before, after) of a strided conv: out = ceil(in / stride),
+    the odd pixel padded after."""
+    size_out = -(-size_in // stride)
+    total = max((size_out - 1) * stride + kernel - size_in, 0)
+    return total // 2, total - total // 2
+
+
+def conv_same(c_in: int, c_out: int, size_in: int, kernel: int = 5,
+              stride: int = 2) -> list[nn.Module]:
+    before, after = same_padding(size_in, kernel, stride)
+    return [nn.ZeroPad2d((before, after, before, after)), nn.Conv2d(c_in, c_out, kernel, stride)]
+
+
+def deconv_same(c_in: int, c_out: int, size_in: int, size_out: int, kernel: int = 5,
+                stride: int = 2) -> list[nn.Module]:
+    """TensorFlow's conv2d_transpose with 'SAME' padding to size_out: the full transposed conv,
+    then the forward conv's padding cropped away (a negative ZeroPad2d crops)."""
+    before, _ = same_padding(size_out, kernel, stride)
+    after = (size_in - 1) * stride + kernel - size_out - before
+    return [nn.ConvTranspose2d(c_in, c_out, kernel, stride),
+            nn.ZeroPad2d((-before, -after, -before, -after))]
+
+
+def veegan_dcgan(shape: tuple[int, ...], latent_dim: int = 100, d_norm: str = "batch",
+                 g_norm: str = "batch", image_output: bool = True,
+                 pack: int = 1) -> tuple[nn.Module, nn.Module]:
+    """The DCGAN of PacGAN's Stacked MNIST experiment in VEEGAN's setting (their code's
+    VEEGAN_experiment/model.py, from DCGAN-tensorflow) with 64 base filters on 28×28:
+    G z → linear 2·2·512, BN, ReLU → deconv 5×5/2 to 4×4×256, 7×7×128, 14×14×64 (each BN,
+    ReLU) → deconv to 28×28×C, tanh; D conv 5×5/2 to 14×14×64 (LeakyReLU 0.2, no BN), 7×7×128,
+    4×4×256, 2×2×512 (each BN, LeakyReLU 0.2) → linear 1. 'SAME' padding as TensorFlow pads."""
+    c = _image_channels(shape, 28, "veegan-dcgan")
+    sizes = (2, 4, 7, 14, 28)
+    widths = (512, 256, 128, 64)
+    g_layers: list[nn.Module] = [
+        nn.Linear(latent_dim, widths[0] * sizes[0] ** 2), nn.Unflatten(1, (widths[0], 2, 2)),
+        norm_layer(g_norm, widths[0], conv=True), nn.ReLU()]
+    for i in range(4):
+        c_out = widths[i + 1] if i < 3 else c
+        g_layers += deconv_same(widths[i], c_out, sizes[i], sizes[i + 1])
+        g_layers += [norm_layer(g_norm, c_out, conv=True), nn.ReLU()] if i < 3 else [nn.Tanh()]
+    d_layers: list[nn.Module] = []
+    c_in = c * pack
+    for i, width in enumerate(reversed(widths)):  # 28 → 14 → 7 → 4 → 2
+        d_layers += conv_same(c_in, width, sizes[-1 - i])
+        d_layers += [norm_layer(d_norm if i else "none", width, conv=True), nn.LeakyReLU(0.2)]
+        c_in = width
+    d_layers += [nn.Flatten(), nn.Linear(widths[0] * sizes[0] ** 2, 1)]
+    return nn.Sequential(*g_layers), Discriminator(nn.Sequential(*d_layers), pack)
+
+
 def _image_channels(shape: tuple[int, ...], resolution: int, arch: str) -> int:
     if len(shape) != 3 or shape[1:] != (resolution, resolution):
         raise ConfigError("model", f"{arch} needs {resolution}×{resolution} images, the data has "
@@ -234,6 +287,7 @@ ARCHITECTURES: dict[str, Callable[..., tuple[nn.Module, nn.Module]]] = {
     "dcgan28": dcgan28,
     "dcgan64": dcgan64,
     "pacgan-mlp": pacgan_mlp,
+    "veegan-dcgan": veegan_dcgan,
 }
 
 

@@ -35,7 +35,10 @@ class OptimizerSchema:
     d: Any = None
     g: Any = None
     d_steps: int = 1
+    g_steps: int = 1
     updates: str = "alternating"
+    d_passes: str = "joint"
+    g_latents: str = "fresh"
 
 
 @dataclass

@@ -1,0 +1,79 @@
+"""Reproduce a results table: `python scripts/reproduce.py <table> [--steps N] [--seeds ...]`.
+
+Trains the table's runs that are missing (separate `src/train.py` processes, `--jobs` at a time
+with `--threads` torch threads each; finished runs are kept, interrupted ones resume), then
+writes its section of docs/results.md with small PNGs under docs/results/<table>/. `all` (what
+`make results` runs) does every table in turn. Tables: pacgan-table1, stacked-mnist,
+losses-mnist8, losses-mnist8-shared, losses-fashion, scenarios, losses-mixtures.
+
+`--only REGEX` trains and reports only the matching runs. `--steps` sets trainer.max_steps (the
+budget; each table has a default the machine allows, and the section states the fraction of the
+published budget). `--report-only` trains nothing.
+`--set KEY=VALUE` adds overrides to every run (a different budget directory is not made for
+them: use a separate `--out`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import re
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from gancompare import PROJECT_ROOT
+from gancompare.results import report_table, tables, train_table, write_page
+
+
+def main(argv: list[str] | None = None) -> int:
+    names = list(tables())
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("table", choices=[*names, "all"])
+    parser.add_argument("--steps", type=int, default=None,
+                        help="trainer.max_steps of every run (default: the table's own)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None,
+                        help="seeds (default: the table's own trials)")
+    parser.add_argument("--jobs", type=int, default=2, help="runs at once")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
+    parser.add_argument("--wandb", default="disabled", choices=["disabled", "offline", "online"],
+                        help="logger.wandb.mode of the runs")
+    parser.add_argument("--set", dest="extra", action="append", default=[], metavar="KEY=VALUE",
+                        help="an override added to every run")
+    parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "outputs" / "results")
+    parser.add_argument("--docs", type=Path, default=PROJECT_ROOT / "docs")
+    parser.add_argument("--only", metavar="REGEX",
+                        help="only the runs whose name matches (e.g. 'ring8_pack[12]_s0')")
+    parser.add_argument("--report-only", action="store_true", help="train nothing")
+    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    if args.steps is not None and args.steps < 1:
+        parser.error(f"--steps must be positive, not {args.steps}")
+    chosen = tables(args.seeds)
+    for name in names if args.table == "all" else [args.table]:
+        table = chosen[name]
+        if args.only:
+            table = dataclasses.replace(table, runs={k: v for k, v in table.runs.items()
+                                                     if re.search(args.only, k)})
+            if not table.runs:
+                parser.error(f"--only {args.only!r} matches no run of {name}")
+        steps = args.steps or table.default_steps
+        started = time.perf_counter()
+        if not args.report_only:
+            train_table(table, args.out, steps, args.jobs, args.threads, args.wandb, args.extra)
+        try:
+            command = "python scripts/reproduce.py " + shlex.join(
+                [name if a == "all" else a for a in argv])
+            section = report_table(table, args.out, steps, args.docs, command)
+        except FileNotFoundError as error:
+            print(f"error: {name}: {error}", file=sys.stderr)
+            return 2
+        print(f"{name}: {section} in {time.perf_counter() - started:.0f} s", flush=True)
+    page = write_page(args.docs, names)
+    print(f"results page: {page}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

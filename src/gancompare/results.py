@@ -1,0 +1,410 @@
+"""The results page: each table a grid of ordinary runs, trained with the project's own
+entrypoint, judged and compared by its own code, and written into docs/results.md.
+
+A `Table` names its runs (overrides of `src/train.py`), how to group them, the metrics to show,
+and the published figures to stand beside ours. `train_table` runs what is missing (a run with a
+summary is kept, an interrupted one resumes), `report_table` turns the finished runs into a
+markdown section with small PNGs under docs/results/<table>/, and `write_page` assembles
+docs/results.md from every section written so far, so each table is produced and committed on
+its own. Run directories: <out>/<table>/steps<budget>/<run>.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from gancompare import PROJECT_ROOT  # noqa: E402
+from gancompare.compare import (  # noqa: E402
+    VERDICTS,
+    compare,
+    load_local,
+)
+
+LOSSES = ["minimax", "non-saturating", "wasserstein", "wgan-gp", "lsgan", "hinge"]
+SCENARIOS = ["stable", "mode-collapse", "convergence-failure", "aggressive-adam"]
+# Final metrics a table can show: run-table column -> (heading, scale, decimals).
+METRICS = {
+    "eval.mixture_modes": ("modes", 1, 1),
+    "eval.mixture_high_quality": ("high quality %", 100, 1),
+    "eval.mixture_reverse_kl": ("reverse KL", 1, 2),
+    "eval.stacked_modes_mnist_cnn_x3": ("modes", 1, 1),
+    "eval.stacked_kl_mnist_cnn_x3": ("KL", 1, 2),
+    "eval.fid_mnist_cnn": ("FID (MNIST CNN)", 1, 1),
+    "eval.coverage_mnist_cnn": ("coverage", 1, 3),
+    "eval.fid_fashion_cnn": ("FID (Fashion CNN)", 1, 1),
+    "eval.coverage_fashion_cnn": ("coverage", 1, 3),
+    "eval.class_coverage_fashion_cnn": ("classes", 1, 1),
+}
+# Epoch-end curves of a table (metrics.csv column -> axis label), mean ± s.e. over seeds.
+CURVES = {
+    "epoch/mixture_modes": "modes",
+    "epoch/mixture_high_quality": "high quality (share)",
+    "epoch/stacked_modes_mnist_cnn_x3": "modes (of 1,000)",
+    "epoch/stacked_kl_mnist_cnn_x3": "KL to uniform",
+    "epoch/fid_mnist_cnn": "FID (MNIST CNN)",
+    "epoch/fid_fashion_cnn": "FID (Fashion CNN)",
+}
+DOCS_DPI = 70  # the committed PNGs stay small
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    title: str
+    runs: dict[str, list[str]]  # run name -> overrides of src/train.py
+    by: list[str]  # run-table columns that make the groups
+    metrics: list[str]  # METRICS keys shown
+    default_steps: int | None  # budget of one run (trainer.max_steps); None: the config's own
+    published_steps: int | None = None  # the published budget, for the stated fraction
+    published: dict[str, dict[str, str]] = field(default_factory=dict)  # group -> heading -> value
+    notes: str = ""  # protocol and the known differences from the published setting
+    variants: dict[int, str] = field(default_factory=dict)  # model.pack -> the paper's name
+
+    def with_columns(self, runs_table: pd.DataFrame) -> pd.DataFrame:
+        """The runs with a `setting` column (the run's name in the table, seed aside) and a
+        `variant` column (the paper's name of each packing degree)."""
+        names = runs_table["run"].str.rsplit("/", n=1).str[-1]
+        runs_table = runs_table.assign(setting=names.str.replace(r"_s\d+$", "", regex=True))
+        if not self.variants or "config.model.pack" not in runs_table:
+            return runs_table
+        packs = runs_table["config.model.pack"].fillna(1).astype(int)
+        return runs_table.assign(variant=packs.map(self.variants).fillna(packs.astype(str)))
+
+
+def seeds_of(runs: dict[str, list[str]], seeds: Sequence[int]) -> dict[str, list[str]]:
+    return {f"{name}_s{seed}": [*overrides, f"seed={seed}"]
+            for name, overrides in runs.items() for seed in seeds}
+
+
+def pacgan_table1(seeds: Sequence[int]) -> Table:
+    runs = {f"{data}_pack{pack}": [f"experiment=pacgan-{data}", f"model.pack={pack}"]
+            for data in ("ring8", "grid25") for pack in (1, 2, 4)}
+    return Table(
+        "pacgan-table1", "PacGAN Table 1: 2-D mixtures, GAN vs PacGAN2 vs PacGAN4",
+        seeds_of(runs, seeds), by=["data", "variant"],
+        variants={1: "GAN", 2: "PacGAN2", 4: "PacGAN4"},
+        metrics=["eval.mixture_modes", "eval.mixture_high_quality", "eval.mixture_reverse_kl"],
+        default_steps=4000, published_steps=400_000,
+        published={  # Lin et al. 2018, Table 1 (10 trials, mean ± s.e.)
+            "ring8 · GAN": {"modes": "6.3 ± 0.5", "high quality %": "98.2 ± 0.2",
+                          "reverse KL": "0.45 ± 0.09"},
+            "ring8 · PacGAN2": {"modes": "7.9 ± 0.1", "high quality %": "95.6 ± 2.0",
+                          "reverse KL": "0.07 ± 0.03"},
+            "ring8 · PacGAN4": {"modes": "7.8 ± 0.1", "high quality %": "98.5 ± 0.1",
+                          "reverse KL": "0.12 ± 0.03"},
+            "grid25 · GAN": {"modes": "17.3 ± 0.8", "high quality %": "94.8 ± 0.7",
+                           "reverse KL": "0.70 ± 0.07"},
+            "grid25 · PacGAN2": {"modes": "23.8 ± 0.5", "high quality %": "91.3 ± 0.8",
+                           "reverse KL": "0.13 ± 0.02"},
+            "grid25 · PacGAN4": {"modes": "24.8 ± 0.2", "high quality %": "93.6 ± 0.6",
+                           "reverse KL": "0.04 ± 0.01"},
+        },
+        notes="Protocol: `experiment=pacgan-ring8` / `pacgan-grid25` with `model.pack=1, 2, 4` "
+              "(PacGAN's code: pacgan-mlp, Adam 1e-4 / 0.8, simultaneous updates, batch 100 "
+              "packs, metrics on 2,500 samples of a fixed latent set). Published: Lin et al. "
+              "2018, Table 1, after 400k steps.")
+
+
+def stacked_mnist(seeds: Sequence[int]) -> Table:
+    runs = {f"pack{pack}": ["experiment=stacked-mnist-veegan", f"model.pack={pack}"]
+            for pack in (1, 2)}
+    return Table(
+        "stacked-mnist", "Stacked MNIST, VEEGAN setting: DCGAN vs PacDCGAN2",
+        seeds_of(runs, seeds), by=["variant"], variants={1: "DCGAN", 2: "PacDCGAN2"},
+        metrics=["eval.stacked_modes_mnist_cnn_x3", "eval.stacked_kl_mnist_cnn_x3"],
+        default_steps=1000, published_steps=None,
+        published={  # Lin et al. 2018, Table 3 (VEEGAN's setting)
+            "DCGAN": {"modes": "99.0", "KL": "3.40"},
+            "PacDCGAN2": {"modes": "1000.0 ± 0.0", "KL": "0.06 ± 0.01"},
+        },
+        notes="Protocol: `experiment=stacked-mnist-veegan` (PacGAN's "
+              "stacked_MNIST_experiments/VEEGAN_experiment: DCGAN with 64 base filters, z of 100 "
+              "from U(-1, 1), Adam 2e-4 / 0.5, batch 64, two G updates per D update, 128,000 "
+              "stacked images; 26,000 samples classified per channel by the project's MNIST "
+              "classifier). Published: Lin et al. 2018, Table 3 (DCGAN from VEEGAN's paper).")
+
+
+def losses(name: str, data: str, seeds: Sequence[int], steps: int | None,
+           shared_optimizer: bool) -> Table:
+    extra = [f"data={data}"] + (["optimizer=dcgan"] if shared_optimizer else [])
+    runs = {loss: [f"loss={loss}", *extra] for loss in LOSSES}
+    space = "fashion_cnn" if data == "fashion" else "mnist_cnn"
+    optimiser = ("one shared optimiser (`optimizer=dcgan`: Adam 2e-4 / 0.5, one D step)"
+                 if shared_optimizer else "each loss with its paper's optimiser and D steps")
+    return Table(
+        name, f"The six losses on {data}, {optimiser.split(' (')[0]}", seeds_of(runs, seeds),
+        by=["loss"], metrics=[f"eval.fid_{space}", f"eval.coverage_{space}"],
+        default_steps=steps,
+        notes=f"The baseline setting (dcgan28, separate real and fake batches, batch 128) on "
+              f"data={data}, {optimiser}.")
+
+
+def scenarios(seeds: Sequence[int]) -> Table:
+    return Table(
+        "scenarios", "The four failure scenarios", seeds_of(
+            {s: [f"experiment={s}"] for s in SCENARIOS}, seeds), by=["setting"],
+        metrics=["eval.fid_mnist_cnn", "eval.coverage_mnist_cnn"], default_steps=None,
+        notes="SPEC's scenarios (`experiment=<scenario>`), 450 steps each, judged by the "
+              "project's verdict rules (tuned on seed 0).")
+
+
+def mixture_losses(seeds: Sequence[int], steps: int) -> Table:
+    runs = {f"{data}_{loss}": [f"experiment=pacgan-{data}", f"loss={loss}"]
+            for data in ("ring8", "grid25") for loss in LOSSES}
+    return Table(
+        "losses-mixtures", "The six losses on ring8 and grid25, PacGAN's protocol",
+        seeds_of(runs, seeds), by=["data", "loss"],
+        metrics=["eval.mixture_modes", "eval.mixture_high_quality", "eval.mixture_reverse_kl"],
+        default_steps=steps, published_steps=400_000,
+        notes="`experiment=pacgan-<data> loss=<loss>`: PacGAN's networks, optimiser and "
+              "simultaneous updates for every loss (each loss's own D steps do not apply there).")
+
+
+def tables(seeds: Sequence[int] | None = None) -> dict[str, Table]:
+    """Every table by name; `seeds` overrides each table's own trials."""
+    def s(default: int) -> list[int]:
+        return list(seeds) if seeds is not None else list(range(default))
+
+    return {t.name: t for t in (
+        pacgan_table1(s(10)), stacked_mnist(s(3)),
+        losses("losses-mnist8", "mnist8", s(3), None, shared_optimizer=False),
+        losses("losses-mnist8-shared", "mnist8", s(3), None, shared_optimizer=True),
+        losses("losses-fashion", "fashion", s(3), 1000, shared_optimizer=True),
+        scenarios(s(3)), mixture_losses(s(3), 4000))}
+
+
+# ---- training ----
+
+def budget_dir(out: Path, table: Table, steps: int | None) -> Path:
+    return Path(out) / table.name / (f"steps{steps}" if steps else "full")
+
+
+def run_command(run_dir: Path, overrides: Sequence[str], steps: int | None, threads: int,
+                wandb: str) -> list[str]:
+    return [sys.executable, str(PROJECT_ROOT / "src" / "train.py"), *overrides,
+            *([f"trainer.max_steps={steps}"] if steps else []), f"trainer.threads={threads}",
+            "trainer.progress_bar=false", f"logger.wandb.mode={wandb}",
+            f"hydra.run.dir={run_dir}"]
+
+
+def is_done(run_dir: Path) -> bool:
+    path = run_dir / "summary.json"
+    return path.is_file() and json.loads(path.read_text()).get("status") in ("finished",
+                                                                               "diverged")
+
+
+def train_table(table: Table, out: Path, steps: int | None, jobs: int = 2, threads: int = 1,
+                wandb: str = "disabled", extra: Sequence[str] = ()) -> dict[str, float]:
+    """Train every run of `table` that has no finished summary; returns run -> wall seconds of
+    the runs trained now. Each run is a separate `src/train.py` process with its log beside."""
+    root = budget_dir(out, table, steps)
+    root.mkdir(parents=True, exist_ok=True)
+    todo = [(name, o) for name, o in table.runs.items() if not is_done(root / name)]
+    walls: dict[str, float] = {}
+
+    def one(job: tuple[str, list[str]]) -> None:
+        name, overrides = job
+        started = time.perf_counter()
+        with open(root / f"{name}.log", "w") as log:
+            subprocess.run(run_command(root / name, [*overrides, *extra], steps, threads, wandb),
+                           stdout=log, stderr=subprocess.STDOUT, check=False)
+        walls[name] = time.perf_counter() - started
+        print(f"  {name}: {(root / name / 'summary.json').is_file() and 'done' or 'failed'} "
+              f"in {walls[name]:.0f} s", flush=True)
+
+    print(f"{table.name}: {len(todo)} of {len(table.runs)} runs to train into {root}", flush=True)
+    with ThreadPoolExecutor(max(1, jobs)) as pool:
+        list(pool.map(one, todo))
+    return walls
+
+
+# ---- the report ----
+
+def group_labels(table: pd.DataFrame, by: Sequence[str]) -> pd.Series:
+    return table[list(by)].astype(str).agg(" · ".join, axis=1)
+
+
+def metrics_table(runs_table: pd.DataFrame, table: Table) -> pd.DataFrame:
+    """Per group: runs, verdict counts, and each metric as mean ± s.e. over the runs that
+    finished with it; the published figure beside where there is one."""
+    frame = runs_table.assign(group=group_labels(runs_table, table.by))
+    rows = []
+    for group, runs in frame.groupby("group", sort=False):
+        row: dict[str, str | int] = {"group": group, "runs": len(runs)}
+        verdicts = runs["verdict"].value_counts()
+        row["verdicts"] = ", ".join(f"{verdicts[v]} {v}" for v in VERDICTS if v in verdicts)
+        published = table.published.get(group, {})
+        for column in table.metrics:
+            heading, scale, decimals = METRICS[column]
+            values = runs[column].dropna() * scale if column in runs else pd.Series(dtype=float)
+            row[heading] = mean_se(values, decimals)
+            if table.published:
+                row[f"{heading} (published)"] = published.get(heading, "–")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def mean_se(values: pd.Series, decimals: int) -> str:
+    if values.empty:
+        return "–"
+    se = values.std(ddof=1) / math.sqrt(len(values)) if len(values) > 1 else float("nan")
+    return f"{values.mean():.{decimals}f}" + (f" ± {se:.{decimals}f}" if math.isfinite(se)
+                                              else "")
+
+
+def plot_curves(runs, table: Table, out: Path) -> Path | None:
+    """Epoch-end metrics against steps, mean ± s.e. over seeds, one line per group."""
+    frame = runs.table.assign(group=group_labels(runs.table, table.by))
+    long = []
+    for row in frame.itertuples():
+        history = runs.histories.get(row.run)
+        if history is None:
+            continue
+        present = [c for c in CURVES if c in history]
+        if present:
+            part = history[["step", *present]].dropna(subset=present, how="all")
+            long.append(part.melt(id_vars="step", var_name="metric").assign(group=row.group))
+    if not long:
+        return None
+    data = pd.concat(long, ignore_index=True).dropna()
+    metrics = [m for m in CURVES if m in set(data["metric"])]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.2), squeeze=False)
+    for ax, metric in zip(axes[0], metrics, strict=True):
+        sns.lineplot(data=data[data["metric"] == metric], x="step", y="value", hue="group",
+                     errorbar="se", ax=ax, marker="o", markersize=3)
+        ax.set(ylabel=CURVES[metric], xlabel="step")
+        ax.grid(alpha=0.3)
+        if ax is not axes[0][-1] and ax.get_legend():
+            ax.get_legend().remove()
+    fig.suptitle(f"{table.title}: epoch-end metrics, mean ± s.e. over seeds", fontsize=10)
+    fig.tight_layout()
+    path = out / "curves.png"
+    fig.savefig(path, dpi=DOCS_DPI, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError, StopIteration):
+        cpu = next(line.split(":", 1)[1].strip() for line in
+                   Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name"))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    import torch
+
+    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU"
+    return f"{cpu}, {cores} cores, {gpu}"
+
+
+def report_table(table: Table, out: Path, steps: int | None, docs: Path,
+                 command: str | None = None) -> Path:
+    """The table's section of the results page (docs/results/<table>.md) and its figures."""
+    root = budget_dir(out, table, steps)
+    runs = load_local(root)
+    runs.table = table.with_columns(runs.table)
+    figures = docs / "results" / table.name
+    if figures.exists():
+        shutil.rmtree(figures)
+    figures.mkdir(parents=True)
+    compare(runs, root.parent / f"comparison-{root.name}", table.by)  # the full set, PDF too
+    compared = root.parent / f"comparison-{root.name}"
+    for name in ("final_metrics", "verdict_heatmap", "samples_mosaic"):
+        shrink(compared / f"{name}.png", figures / f"{name}.png")
+    curves = plot_curves(runs, table, figures)
+    summaries = [json.loads(p.read_text()) for p in sorted(root.glob("*/summary.json"))]
+    finished = [s for s in summaries if s.get("status") in ("finished", "diverged")]
+    wall = sum(s.get("wall_time_s") or 0 for s in finished)
+    ms = [s["ms_per_step"] for s in finished if s.get("ms_per_step")]
+    steps_run = "/".join(str(n) for n in sorted({s.get("steps") for s in finished}))
+    budget = (f"{steps} steps per run" if steps else f"the config's own {steps_run} steps")
+    if steps and table.published_steps:
+        budget += f" ({100 * steps / table.published_steps:.2g} % of the published " \
+                  f"{table.published_steps:,})"
+    shown = metrics_table(runs.table, table)
+    command = command or f"python scripts/reproduce.py {table.name}"
+    lines = [f"## {table.title}", "", f"Command: `{command}`", "",
+             table.notes, "",
+             f"- Runs: {len(finished)} of {len(table.runs)} finished; budget: {budget}.",
+             f"- Wall time: {wall / 60:.1f} min of run time in all (sum over runs; "
+             f"{(sum(ms) / len(ms) if ms else float('nan')):.1f} ms per step on average, "
+             "epoch evaluations included), "
+             f"on {machine()}.", "",
+             shown.to_markdown(index=False), "", reading(runs.table, table), ""]
+    for path, caption in ((curves, "Epoch-end metrics against steps"),
+                          (figures / "final_metrics.png", "Final metrics, one point per seed"),
+                          (figures / "verdict_heatmap.png", "Verdicts"),
+                          (figures / "samples_mosaic.png", "Last samples of every run")):
+        if path is not None and path.is_file():
+            lines.append(f"![{caption}](results/{table.name}/{path.name})")
+    section = docs / "results" / f"{table.name}.md"
+    section.write_text("\n".join(lines) + "\n")
+    return section
+
+
+def shrink(source: Path, target: Path, dpi_scale: float = DOCS_DPI / 150) -> None:
+    """A smaller copy of a 150-dpi PNG for the docs."""
+    from PIL import Image
+
+    with Image.open(source) as image:
+        size = (max(1, round(image.width * dpi_scale)), max(1, round(image.height * dpi_scale)))
+        image.convert("RGB").resize(size, Image.Resampling.LANCZOS).save(target, optimize=True)
+
+
+def reading(runs_table: pd.DataFrame, table: Table) -> str:
+    """What the numbers say, from the numbers: verdict shares and the best group per metric."""
+    frame = runs_table.assign(group=group_labels(runs_table, table.by))
+    stable = frame.groupby("group", sort=False)["verdict"].apply(lambda v: (v == "stable").mean())
+    sentences = ["Judged stable: " + ", ".join(f"{g} {share:.0%}" for g, share in
+                                                stable.items()) + "."]
+    for column in table.metrics:
+        if column not in frame or frame[column].isna().all():
+            continue
+        heading, scale, decimals = METRICS[column]
+        means = frame.groupby("group", sort=False)[column].mean() * scale
+        lower = any(word in heading for word in ("FID", "KL"))
+        best = means.idxmin() if lower else means.idxmax()
+        sentences.append(f"Best {heading}: {best} ({means[best]:.{decimals}f}; "
+                         f"worst {means.max() if lower else means.min():.{decimals}f}).")
+    return " ".join(sentences)
+
+
+PAGE_HEADER = """# Results
+
+Every number here comes from the project's own code: the runs are `src/train.py` processes, the
+verdicts `verdict.py`'s rules, the metrics `evaluation/`. `python scripts/reproduce.py <table>`
+trains what is missing of one table and rewrites its section; `make results` does every table.
+Run directories: `outputs/results/<table>/steps<budget>/`.
+"""
+
+
+def write_page(docs: Path, order: Sequence[str]) -> Path:
+    """docs/results.md from every table section written so far, in `order`."""
+    sections = [docs / "results" / f"{name}.md" for name in order]
+    present = [s for s in sections if s.is_file()]
+    missing = [s.stem for s in sections if not s.is_file()]
+    text = PAGE_HEADER + "\n" + "\n".join(s.read_text() for s in present)
+    if missing:
+        text += "\n## Not produced yet\n\n" + "".join(
+            f"- {name}: `python scripts/reproduce.py {name}`\n" for name in missing)
+    page = docs / "results.md"
+    page.write_text(text)
+    return page

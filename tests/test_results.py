@@ -1,0 +1,73 @@
+"""The results page: tables as mean ± standard error beside the published figures, and the
+reproduction command end to end on a tiny budget."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pandas as pd
+from conftest import run_cli
+
+from gancompare.results import metrics_table, pacgan_table1, tables
+
+
+def test_a_table_shows_mean_and_standard_error_beside_the_published_figure():
+    table = pacgan_table1([0, 1, 2])
+    runs = pd.DataFrame({
+        "data": ["ring8"] * 3 + ["grid25"] * 2, "variant": ["PacGAN2"] * 3 + ["GAN"] * 2,
+        "verdict": ["stable", "stable", "mode-collapse", "stable", "stable"],
+        "eval.mixture_modes": [6.0, 7.0, 8.0, 20.0, 22.0],
+        "eval.mixture_high_quality": [0.9, 0.8, 0.7, 0.5, 0.5],
+        "eval.mixture_reverse_kl": [0.1, 0.2, 0.3, 1.0, 1.0]})
+    shown = metrics_table(runs, table).set_index("group")
+    ring = shown.loc["ring8 · PacGAN2"]
+    assert ring["runs"] == 3 and ring["verdicts"] == "2 stable, 1 mode-collapse"
+    assert ring["modes"] == f"7.0 ± {1 / math.sqrt(3):.1f}"  # s.e. = std / sqrt(n)
+    assert ring["high quality %"] == f"80.0 ± {10 / math.sqrt(3):.1f}"  # shown in percent
+    assert ring["modes (published)"] == "7.9 ± 0.1"  # Lin et al. 2018, Table 1
+    assert shown.loc["grid25 · GAN", "reverse KL"] == "1.00 ± 0.00"
+    assert shown.loc["grid25 · GAN", "reverse KL (published)"] == "0.70 ± 0.07"
+
+
+def test_every_table_names_runs_of_the_project_configs():
+    for name, table in tables([0]).items():
+        assert table.runs, name
+        for overrides in table.runs.values():
+            assert overrides[-1] == "seed=0"
+    assert len(tables()["pacgan-table1"].runs) == 60  # 2 data × 3 packings × 10 trials
+
+
+def test_reproduce_trains_a_tiny_table_and_writes_its_section_and_figures(tmp_path):
+    args = ["scripts/reproduce.py", "pacgan-table1", "--only", "ring8_pack[12]_s0", "--steps",
+            "6", "--out", str(tmp_path / "out"), "--docs", str(tmp_path / "docs")]
+    first = run_cli(*args)
+    assert first.returncode == 0, first.stderr[-2000:]
+    runs = tmp_path / "out" / "pacgan-table1" / "steps6"
+    for run in ("ring8_pack1_s0", "ring8_pack2_s0"):
+        summary = json.loads((runs / run / "summary.json").read_text())
+        assert summary["status"] == "finished" and summary["steps"] == 6
+        assert summary["model"] == "pacgan-mlp" and 0 <= summary["eval"]["mixture_modes"] <= 8
+    section = (tmp_path / "docs" / "results" / "pacgan-table1.md").read_text()
+    assert "| ring8 · GAN " in section and "| ring8 · PacGAN2 " in section
+    assert "98.2 ± 0.2" in section and "95.6 ± 2.0" in section  # the published column
+    assert "2 of 2 finished" in section and "6 steps per run (0.0015 % of the published" \
+        in section
+    for figure in ("curves", "final_metrics", "verdict_heatmap", "samples_mosaic"):
+        png = tmp_path / "docs" / "results" / "pacgan-table1" / f"{figure}.png"
+        assert png.is_file() and 1_000 < png.stat().st_size < 250_000, figure
+        assert f"(results/pacgan-table1/{figure}.png)" in section
+    page = (tmp_path / "docs" / "results.md").read_text()
+    assert section in page and "`python scripts/reproduce.py stacked-mnist`" in page  # pending
+
+    stamp = (runs / "ring8_pack1_s0" / "summary.json").stat().st_mtime_ns
+    again = run_cli(*args)  # finished runs are kept, the section rewritten
+    assert again.returncode == 0 and "0 of 2 runs to train" in again.stdout
+    assert (runs / "ring8_pack1_s0" / "summary.json").stat().st_mtime_ns == stamp
+
+
+def test_an_unknown_table_or_an_empty_selection_is_refused():
+    unknown = run_cli("scripts/reproduce.py", "table9")
+    assert unknown.returncode == 2 and "invalid choice: 'table9'" in unknown.stderr
+    empty = run_cli("scripts/reproduce.py", "scenarios", "--only", "nothing", "--report-only")
+    assert empty.returncode == 2 and "matches no run of scenarios" in empty.stderr
