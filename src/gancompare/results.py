@@ -293,8 +293,10 @@ def plot_curves(runs, table: Table, out: Path) -> Path | None:
                      errorbar="se", ax=ax, marker="o", markersize=3)
         ax.set(ylabel=CURVES[metric], xlabel="step")
         ax.grid(alpha=0.3)
-        if ax is not axes[0][-1] and ax.get_legend():
+        if ax.get_legend():
             ax.get_legend().remove()
+    handles, names = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="upper left", bbox_to_anchor=(1.0, 0.95), fontsize=8)
     fig.suptitle(f"{table.title}: epoch-end metrics, mean ± s.e. over seeds", fontsize=10)
     fig.tight_layout()
     path = out / "curves.png"
