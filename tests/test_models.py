@@ -77,6 +77,7 @@ def test_dropout_drops_p_and_rescales_the_rest_in_training_only():
     assert torch.allclose(y[y != 0], torch.tensor(1 / 0.7))
     assert abs(y.mean().item() - 1) < 0.005
     assert dropout.eval()(x) is x
+    assert torch.equal(Dropout(1.0)(x), torch.zeros_like(x))  # as nn.Dropout(1.0), no NaN
 
 
 def test_pacgan_mlp_is_their_create_model_brick():

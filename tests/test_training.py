@@ -206,3 +206,29 @@ def test_the_pacgan_protocol_trains_packed_and_scores_with_their_metrics(tmp_pat
     final = summary["eval"]
     assert final["mixture_modes"] >= 2 and final["mixture_high_quality"] > 0
     assert 0 <= final["mixture_reverse_kl"] < math.log(8)
+
+
+@pytest.mark.slow
+def test_the_veegan_stacked_mnist_setting_trains_packed_and_counts_modes(tmp_path):
+    """PacDCGAN2 in VEEGAN's setting for 20 steps: one D update and two G updates per step
+    (Adam's step counts in the checkpoint say so), and the Stacked MNIST figures from classified
+    samples: modes among the 1,000 and KL to uniform consistent with them."""
+    cfg = make_cfg("experiment=stacked-mnist-veegan", "model.pack=2", "data.n_samples=6400",
+                   "trainer.batch_size=128", "trainer.max_steps=20", "eval.final_samples=500",
+                   "eval.stacked_samples=1000", "eval.reference_samples=1000",
+                   "eval.prdc_samples=500", "eval.kid_subsets=5")
+    summary = train(cfg, tmp_path)
+    assert summary["status"] == "finished" and summary["steps"] == 20
+    saved = OmegaConf.load(tmp_path / "config.yaml")
+    assert (saved.model.arch, saved.model.pack, saved.optimizer.g_steps, saved.optimizer.d_passes,
+            saved.model.latent_distribution) == ("veegan-dcgan", 2, 2, "separate", "uniform")
+    state = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)
+    steps = {net: {int(s["step"]) for s in state[net]["state"].values()}
+             for net in ("d_optimizer", "g_optimizer")}
+    assert steps == {"d_optimizer": {20}, "g_optimizer": {40}}
+    assert state["discriminator"]["body.1.weight"].shape == (64, 6, 5, 5)  # 2 × 3 channels
+    final = summary["eval"]
+    modes, kl = final["stacked_modes_mnist_cnn_x3"], final["stacked_kl_mnist_cnn_x3"]
+    assert 1 <= modes <= 1000 and modes == int(modes)
+    # KL(p || uniform) = log 1000 - H(p) lies between 0 and log 1000 - log(modes) ... log 1000
+    assert math.log(1000) - math.log(modes) - 1e-9 <= kl <= math.log(1000) + 1e-9

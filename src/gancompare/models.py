@@ -81,6 +81,8 @@ class Dropout(nn.Dropout):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0:
             return x
+        if self.p == 1:  # nn.Dropout's p = 1: all dropped (1 / (1 - p) would make 0 · inf)
+            return torch.zeros_like(x)
         keep = torch.rand(x.shape, device=x.device) >= self.p
         return x * keep.to(x.dtype).mul_(1 / (1 - self.p))
 
