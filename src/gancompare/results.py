@@ -4,7 +4,8 @@ entrypoint, judged and compared by its own code, and written into docs/results.m
 A `Table` names its runs (overrides of `src/train.py`), how to group them, the metrics to show,
 and the published figures to stand beside ours. `train_table` runs what is missing (a run with a
 summary is kept, an interrupted one resumes), `report_table` turns the finished runs into a
-markdown section with small PNGs under docs/results/<table>/, and `write_page` assembles
+markdown section with small PNGs under docs/results/<table>/ (plus the hand-written reading of
+why ours differ, docs/results/<table>-discussion.md, where there is one), and `write_page` assembles
 docs/results.md from every section written so far, so each table is produced and committed on
 its own. Run directories: <out>/<table>/steps<budget>/<run>.
 """
@@ -357,6 +358,9 @@ def report_table(table: Table, out: Path, steps: int | None, docs: Path,
                           (figures / "samples_mosaic.png", "Last samples of every run")):
         if path is not None and path.is_file():
             lines.append(f"![{caption}](results/{table.name}/{path.name})")
+    discussion = docs / "results" / f"{table.name}-discussion.md"
+    if discussion.is_file():  # written by hand about these runs; kept across rewrites
+        lines += ["", discussion.read_text().strip()]
     section = docs / "results" / f"{table.name}.md"
     section.write_text("\n".join(lines) + "\n")
     return section
