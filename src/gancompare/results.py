@@ -323,7 +323,8 @@ def report_table(table: Table, out: Path, steps: int | None, docs: Path,
     """The table's section of the results page (docs/results/<table>.md) and its figures."""
     root = budget_dir(out, table, steps)
     runs = load_local(root)
-    runs.table = table.with_columns(runs.table)
+    # A run without a summary is still training (or was never started): not a failure.
+    runs.table = table.with_columns(runs.table[runs.table["status"] != "missing"])
     figures = docs / "results" / table.name
     if figures.exists():
         shutil.rmtree(figures)
