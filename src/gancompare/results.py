@@ -353,15 +353,15 @@ def report_table(table: Table, out: Path, steps: int | None, docs: Path,
              "epoch evaluations included), "
              f"on {machine()}.", "",
              shown.to_markdown(index=False), "", reading(runs.table, table), ""]
+    discussion = docs / "results" / f"{table.name}-discussion.md"
+    if discussion.is_file():  # written by hand about these runs; kept across rewrites
+        lines += [discussion.read_text().strip(), ""]
     for path, caption in ((curves, "Epoch-end metrics against steps"),
                           (figures / "final_metrics.png", "Final metrics, one point per seed"),
                           (figures / "verdict_heatmap.png", "Verdicts"),
                           (figures / "samples_mosaic.png", "Last samples of every run")):
         if path is not None and path.is_file():
             lines.append(f"![{caption}](results/{table.name}/{path.name})")
-    discussion = docs / "results" / f"{table.name}-discussion.md"
-    if discussion.is_file():  # written by hand about these runs; kept across rewrites
-        lines += ["", discussion.read_text().strip()]
     section = docs / "results" / f"{table.name}.md"
     section.write_text("\n".join(lines) + "\n")
     return section
