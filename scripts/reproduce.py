@@ -63,8 +63,9 @@ def main(argv: list[str] | None = None) -> int:
         if not args.report_only:
             train_table(table, args.out, steps, args.jobs, args.threads, args.wandb, args.extra)
         try:
+            # The command that reproduces the section (what --report-only reports on)
             command = "python scripts/reproduce.py " + shlex.join(
-                [name if a == "all" else a for a in argv])
+                [name if a == "all" else a for a in argv if a != "--report-only"])
             section = report_table(table, args.out, steps, args.docs, command)
         except FileNotFoundError as error:
             print(f"error: {name}: {error}", file=sys.stderr)
