@@ -24,7 +24,8 @@ import time
 from pathlib import Path
 
 from gancompare import PROJECT_ROOT
-from gancompare.results import report_table, tables, train_table, write_page
+from gancompare.result_tables import tables
+from gancompare.results import report_table, train_table, write_page
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,7 +9,8 @@ import math
 import pandas as pd
 from conftest import run_cli
 
-from gancompare.results import metrics_table, pacgan_table1, tables
+from gancompare.result_tables import pacgan_table1, tables
+from gancompare.results import metrics_table
 
 
 def test_a_table_shows_mean_and_standard_error_beside_the_published_figure():

@@ -1,13 +1,13 @@
 """The results page: each table a grid of ordinary runs, trained with the project's own
 entrypoint, judged and compared by its own code, and written into docs/results.md.
 
-A `Table` names its runs (overrides of `src/train.py`), how to group them, the metrics to show,
-and the published figures to stand beside ours. `train_table` runs what is missing (a run with a
-summary is kept, an interrupted one resumes), `report_table` turns the finished runs into a
-markdown section with small PNGs under docs/results/<table>/ (plus the hand-written reading of
-why ours differ, docs/results/<table>-discussion.md, where there is one), and `write_page` assembles
-docs/results.md from every section written so far, so each table is produced and committed on
-its own. Run directories: <out>/<table>/steps<budget>/<run>.
+A `Table` (result_tables.py) names its runs, groups, metrics and published figures.
+`train_table` runs what is missing (a run with a summary is kept, an interrupted one resumes).
+`report_table` turns the finished runs into a markdown section with small PNGs under
+docs/results/<table>/, plus the hand-written reading of why ours differ
+(docs/results/<table>-discussion.md) where there is one. `write_page` assembles docs/results.md
+from every section written so far, so each table is produced and committed on its own.
+Run directories: <out>/<table>/steps<budget>/<run>.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ import sys
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib
@@ -39,9 +38,8 @@ from gancompare.compare import (  # noqa: E402
     compare,
     load_local,
 )
+from gancompare.result_tables import Table  # noqa: E402
 
-LOSSES = ["minimax", "non-saturating", "wasserstein", "wgan-gp", "lsgan", "hinge"]
-SCENARIOS = ["stable", "mode-collapse", "convergence-failure", "aggressive-adam"]
 # Final metrics a table can show: run-table column -> (heading, scale, decimals).
 METRICS = {
     "eval.mixture_modes": ("modes", 1, 1),
@@ -65,132 +63,6 @@ CURVES = {
     "epoch/fid_fashion_cnn": "FID (Fashion CNN)",
 }
 DOCS_DPI = 70  # the committed PNGs stay small
-
-
-@dataclass(frozen=True)
-class Table:
-    name: str
-    title: str
-    runs: dict[str, list[str]]  # run name -> overrides of src/train.py
-    by: list[str]  # run-table columns that make the groups
-    metrics: list[str]  # METRICS keys shown
-    default_steps: int | None  # budget of one run (trainer.max_steps); None: the config's own
-    published_steps: int | None = None  # the published budget, for the stated fraction
-    published: dict[str, dict[str, str]] = field(default_factory=dict)  # group -> heading -> value
-    notes: str = ""  # protocol and the known differences from the published setting
-    variants: dict[int, str] = field(default_factory=dict)  # model.pack -> the paper's name
-
-    def with_columns(self, runs_table: pd.DataFrame) -> pd.DataFrame:
-        """The runs with a `setting` column (the run's name in the table, seed aside) and a
-        `variant` column (the paper's name of each packing degree)."""
-        names = runs_table["run"].str.rsplit("/", n=1).str[-1]
-        runs_table = runs_table.assign(setting=names.str.replace(r"_s\d+$", "", regex=True))
-        if not self.variants or "config.model.pack" not in runs_table:
-            return runs_table
-        packs = runs_table["config.model.pack"].fillna(1).astype(int)
-        return runs_table.assign(variant=packs.map(self.variants).fillna(packs.astype(str)))
-
-
-def seeds_of(runs: dict[str, list[str]], seeds: Sequence[int]) -> dict[str, list[str]]:
-    return {f"{name}_s{seed}": [*overrides, f"seed={seed}"]
-            for name, overrides in runs.items() for seed in seeds}
-
-
-def pacgan_table1(seeds: Sequence[int]) -> Table:
-    runs = {f"{data}_pack{pack}": [f"experiment=pacgan-{data}", f"model.pack={pack}"]
-            for data in ("ring8", "grid25") for pack in (1, 2, 4)}
-    return Table(
-        "pacgan-table1", "PacGAN Table 1: 2-D mixtures, GAN vs PacGAN2 vs PacGAN4",
-        seeds_of(runs, seeds), by=["data", "variant"],
-        variants={1: "GAN", 2: "PacGAN2", 4: "PacGAN4"},
-        metrics=["eval.mixture_modes", "eval.mixture_high_quality", "eval.mixture_reverse_kl"],
-        default_steps=4000, published_steps=400_000,
-        published={  # Lin et al. 2018, Table 1 (10 trials, mean ± s.e.)
-            "ring8 · GAN": {"modes": "6.3 ± 0.5", "high quality %": "98.2 ± 0.2",
-                          "reverse KL": "0.45 ± 0.09"},
-            "ring8 · PacGAN2": {"modes": "7.9 ± 0.1", "high quality %": "95.6 ± 2.0",
-                          "reverse KL": "0.07 ± 0.03"},
-            "ring8 · PacGAN4": {"modes": "7.8 ± 0.1", "high quality %": "98.5 ± 0.1",
-                          "reverse KL": "0.12 ± 0.03"},
-            "grid25 · GAN": {"modes": "17.3 ± 0.8", "high quality %": "94.8 ± 0.7",
-                           "reverse KL": "0.70 ± 0.07"},
-            "grid25 · PacGAN2": {"modes": "23.8 ± 0.5", "high quality %": "91.3 ± 0.8",
-                           "reverse KL": "0.13 ± 0.02"},
-            "grid25 · PacGAN4": {"modes": "24.8 ± 0.2", "high quality %": "93.6 ± 0.6",
-                           "reverse KL": "0.04 ± 0.01"},
-        },
-        notes="Protocol: `experiment=pacgan-ring8` / `pacgan-grid25` with `model.pack=1, 2, 4` "
-              "(PacGAN's code: pacgan-mlp, Adam 1e-4 / 0.8, simultaneous updates, batch 100 "
-              "packs, metrics on 2,500 samples of a fixed latent set). Published: Lin et al. "
-              "2018, Table 1, after 400k steps.")
-
-
-def stacked_mnist(seeds: Sequence[int]) -> Table:
-    runs = {f"pack{pack}": ["experiment=stacked-mnist-veegan", f"model.pack={pack}"]
-            for pack in (1, 2)}
-    return Table(
-        "stacked-mnist", "Stacked MNIST, VEEGAN setting: DCGAN vs PacDCGAN2",
-        seeds_of(runs, seeds), by=["variant"], variants={1: "DCGAN", 2: "PacDCGAN2"},
-        metrics=["eval.stacked_modes_mnist_cnn_x3", "eval.stacked_kl_mnist_cnn_x3"],
-        default_steps=1000, published_steps=None,
-        published={  # Lin et al. 2018, Table 3 (VEEGAN's setting)
-            "DCGAN": {"modes": "99.0", "KL": "3.40"},
-            "PacDCGAN2": {"modes": "1000.0 ± 0.0", "KL": "0.06 ± 0.01"},
-        },
-        notes="Protocol: `experiment=stacked-mnist-veegan` (PacGAN's "
-              "stacked_MNIST_experiments/VEEGAN_experiment: DCGAN with 64 base filters, z of 100 "
-              "from U(-1, 1), Adam 2e-4 / 0.5, batch 64, two G updates per D update, 128,000 "
-              "stacked images; 26,000 samples classified per channel by the project's MNIST "
-              "classifier). Published: Lin et al. 2018, Table 3 (DCGAN from VEEGAN's paper).")
-
-
-def losses(name: str, data: str, seeds: Sequence[int], steps: int | None,
-           shared_optimizer: bool) -> Table:
-    extra = [f"data={data}"] + (["optimizer=dcgan"] if shared_optimizer else [])
-    runs = {loss: [f"loss={loss}", *extra] for loss in LOSSES}
-    space = "fashion_cnn" if data == "fashion" else "mnist_cnn"
-    optimiser = ("one shared optimiser (`optimizer=dcgan`: Adam 2e-4 / 0.5, one D step)"
-                 if shared_optimizer else "each loss with its paper's optimiser and D steps")
-    return Table(
-        name, f"The six losses on {data}, {optimiser.split(' (')[0]}", seeds_of(runs, seeds),
-        by=["loss"], metrics=[f"eval.fid_{space}", f"eval.coverage_{space}"],
-        default_steps=steps,
-        notes=f"The baseline setting (dcgan28, separate real and fake batches, batch 128) on "
-              f"data={data}, {optimiser}.")
-
-
-def scenarios(seeds: Sequence[int]) -> Table:
-    return Table(
-        "scenarios", "The four failure scenarios", seeds_of(
-            {s: [f"experiment={s}"] for s in SCENARIOS}, seeds), by=["setting"],
-        metrics=["eval.fid_mnist_cnn", "eval.coverage_mnist_cnn"], default_steps=None,
-        notes="SPEC's scenarios (`experiment=<scenario>`), 450 steps each, judged by the "
-              "project's verdict rules (tuned on seed 0).")
-
-
-def mixture_losses(seeds: Sequence[int], steps: int) -> Table:
-    runs = {f"{data}_{loss}": [f"experiment=pacgan-{data}", f"loss={loss}"]
-            for data in ("ring8", "grid25") for loss in LOSSES}
-    return Table(
-        "losses-mixtures", "The six losses on ring8 and grid25, PacGAN's protocol",
-        seeds_of(runs, seeds), by=["data", "loss"],
-        metrics=["eval.mixture_modes", "eval.mixture_high_quality", "eval.mixture_reverse_kl"],
-        default_steps=steps, published_steps=400_000,
-        notes="`experiment=pacgan-<data> loss=<loss>`: PacGAN's networks, optimiser and "
-              "simultaneous updates for every loss (each loss's own D steps do not apply there).")
-
-
-def tables(seeds: Sequence[int] | None = None) -> dict[str, Table]:
-    """Every table by name; `seeds` overrides each table's own trials."""
-    def s(default: int) -> list[int]:
-        return list(seeds) if seeds is not None else list(range(default))
-
-    return {t.name: t for t in (
-        pacgan_table1(s(10)), stacked_mnist(s(3)),
-        losses("losses-mnist8", "mnist8", s(3), None, shared_optimizer=False),
-        losses("losses-mnist8-shared", "mnist8", s(3), None, shared_optimizer=True),
-        losses("losses-fashion", "fashion", s(3), 1000, shared_optimizer=True),
-        scenarios(s(3)), mixture_losses(s(3), 4000))}
 
 
 # ---- training ----
