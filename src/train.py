@@ -22,7 +22,7 @@ from omegaconf import DictConfig
 import gancompare  # noqa: F401  (sets PROJECT_ROOT and registers the config schema)
 from gancompare.cli import check_composition, check_group_choices
 from gancompare.errors import ConfigError
-from gancompare.sweep import job_name, record_failure, threads_per_job
+from gancompare.sweep import job_name, record_failure, threads_per_job, write_seed_overrides
 
 log = logging.getLogger("train")
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -31,8 +31,8 @@ CONF = Path(__file__).resolve().parents[1] / "conf"
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> None:
     # torch, the metrics and W&B load here, after Hydra has handled --help, --cfg and bad options.
-    from gancompare.config import set_threads
-    from gancompare.training import train
+    from gancompare.config import check_seeds, set_threads
+    from gancompare.training import train, train_seeds
 
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
@@ -41,7 +41,13 @@ def main(cfg: DictConfig) -> None:
     name = job_name(hydra_cfg, multirun)
     group = Path(hydra_cfg.sweep.dir).name if multirun else None
     try:
-        summary = train(cfg, run_dir, wandb_name=name, wandb_group=group)
+        if cfg.trainer.seeds is not None:  # one run per seed, in run_dir/seed<s>
+            write_seed_overrides(run_dir, list(hydra_cfg.overrides.task),
+                                 check_seeds(cfg.trainer.seeds))
+            summaries = train_seeds(cfg, run_dir, wandb_name=name, wandb_group=group)
+            summary = next((s for s in summaries if s["status"] == "interrupted"), summaries[0])
+        else:
+            summary = train(cfg, run_dir, wandb_name=name, wandb_group=group)
     except ConfigError as error:
         if multirun:
             record_failure(run_dir, cfg, error)

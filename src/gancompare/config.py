@@ -13,7 +13,7 @@ import random
 
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from gancompare.errors import ConfigError
 from gancompare.gan import LATENTS
@@ -78,9 +78,21 @@ def check_config(cfg: DictConfig) -> None:
                           "mixed batch per step", "set optimizer.d_steps=1, optimizer.g_steps=1, "
                           "optimizer.d_passes=joint, optimizer.g_latents=fresh and drop "
                           "hacks=[separate-batches], or use optimizer.updates=alternating")
+    if OmegaConf.select(cfg, "trainer.seeds") is not None:
+        check_seeds(cfg.trainer.seeds)
     objective = get_objective(cfg.loss.objective)
     check_hacks(cfg.get("hacks") or {}, objective.uses_labels, cfg.loss.name)
     resolve_device(cfg.device)
+
+
+def check_seeds(seeds: object) -> list[int]:
+    """`trainer.seeds`: distinct integer seeds, one run each."""
+    values = list(seeds) if isinstance(seeds, list | tuple | ListConfig) else None
+    if not values or any(isinstance(s, bool) or not isinstance(s, int) for s in values) \
+            or len(set(values)) != len(values):
+        raise ConfigError("trainer.seeds", f"{seeds!r} is not a list of distinct integer seeds",
+                          "set e.g. trainer.seeds=[0,1,2], or null for one run of `seed`")
+    return values
 
 
 def effective_config(cfg: DictConfig) -> DictConfig:

@@ -17,6 +17,11 @@ With packing (`model.pack=m`) every sample D judges is m samples: m times as man
 are drawn, and G runs once per pack slot, so its batch norm sees the slot's batch as PacGAN's
 does. The step never reads a value back to the host: its figures stay tensors on the device.
 Nothing here branches on a loss's name: the `Objective` says what D's output means.
+
+The step is written once for one run and for K runs trained as one batched computation
+(`seeds.StackedGAN`, `trainer.seeds`): there every tensor has a leading run dimension, losses
+and figures are one per run, and the hooks below (`batch_dim`, `per_run`, the draws, the
+gradient norms) are overridden.
 """
 
 from __future__ import annotations
@@ -27,13 +32,14 @@ import logging
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
+from gancompare import checkpoint
 from gancompare.datasets import Dataset
 from gancompare.hacks import Labels
 from gancompare.losses import Objective, clip_weights, get_objective, gradient_penalty
@@ -96,7 +102,43 @@ class GAN:
     g_shares_latents: bool = False  # G's updates on the last D update's generated latents
     separate_passes: bool = False  # D's real and generated halves in separate passes
     latent_distribution: str = "normal"
+    batch_dim: ClassVar[int] = 0  # the dimension that indexes samples (StackedGAN: 1, after runs)
 
+    # ---- the hooks a batch of runs overrides (seeds.StackedGAN) ----
+    def per_run(self, loss: Callable[..., Tensor], *args: Tensor) -> Tensor:
+        """A loss of D's outputs, one value per run (here the one run: a scalar)."""
+        return loss(*args)
+
+    def targets(self, n_real: int, n_fake: int) -> tuple[Tensor, Tensor]:
+        return self.labels(n_real, n_fake)
+
+    def grad_norm(self, module: nn.Module) -> Tensor:
+        return grad_norm(module)
+
+    def penalty_alpha(self, real: Tensor) -> Tensor | None:
+        """The gradient penalty's interpolation weights (None: drawn by the penalty itself)."""
+        return None
+
+    @property
+    def runs(self) -> int:
+        return 1
+
+    def run_figures(self, figures: dict[str, Tensor], k: int) -> dict[str, Tensor]:
+        """Run k's share of a step's figures."""
+        return figures
+
+    def member(self, k: int, optimizers: bool = False) -> GAN:
+        """Run k as a GAN of its own (for evaluation, samples and its checkpoint)."""
+        return self
+
+    def rng(self, k: int) -> contextlib.AbstractContextManager:
+        """Run k's random streams as the global generators (evaluation draws from them)."""
+        return contextlib.nullcontext()
+
+    def rng_state(self, k: int) -> dict[str, Any]:
+        return checkpoint.rng_state()
+
+    # ---- the step ----
     def latent(self, n: int) -> Tensor:
         return sample_latent(n, self.latent_dim, self.latent_distribution, self.data.train.device)
 
@@ -110,8 +152,9 @@ class GAN:
         (on rows slot·n … slot·n + n − 1): [n · pack, …], row pack·i + j = pack i, slot j."""
         if self.pack == 1:
             return self.G(z)
-        slots = [self.G(chunk) for chunk in z.split(len(z) // self.pack)]
-        return torch.stack(slots, dim=1).flatten(0, 1)
+        bd = self.batch_dim
+        slots = [self.G(chunk) for chunk in z.split(z.shape[bd] // self.pack, dim=bd)]
+        return torch.stack(slots, dim=bd + 1).flatten(bd, bd + 1)
 
     def D(self, x: Tensor) -> Tensor:
         """D's outputs in float32, whatever precision its forward pass ran in."""
@@ -131,7 +174,7 @@ class GAN:
             d_figures.append(figures)
         shared = latents if self.g_shares_latents else None
         g_figures = [self.generator_update(shared) for _ in range(self.g_steps)]
-        return {k: torch.stack([f[k] for f in fs]).mean() for fs in (d_figures, g_figures)
+        return {k: torch.stack([f[k] for f in fs]).mean(0) for fs in (d_figures, g_figures)
                 for k in fs[0]}
 
     def discriminator_update(self) -> tuple[dict[str, Tensor], Tensor]:
@@ -143,25 +186,26 @@ class GAN:
         latents = self.latent(n_fake * self.pack)
         with torch.no_grad():
             fake = self.fake_batch(latents)
-        target_real, target_fake = self.labels(n_real, n_fake)
+        target_real, target_fake = self.targets(n_real, n_fake)
         if self.separate_batches:  # the tutorial's two train_on_batch calls: real, then fake
             out_real = D(real)
-            loss_real = objective.d_real(out_real, target_real)
+            loss_real = self.per_run(objective.d_real, out_real, target_real)
             norms = [self._d_optimizer_step(loss_real)]
             out_fake = D(fake)
-            loss_fake = objective.d_fake(out_fake, target_fake)
+            loss_fake = self.per_run(objective.d_fake, out_fake, target_fake)
             penalty = self._penalty(real, fake)
             norms.append(self._d_optimizer_step(loss_fake + penalty))
         else:
             if self.separate_passes:  # batch statistics of all-real and all-fake batches
                 out_real, out_fake = D(real), D(fake)
             else:  # one mixed batch: D's batch statistics mix real and fake
-                out_real, out_fake = D(torch.cat([real, fake])).split([n_real, n_fake])
-            loss_real = objective.d_real(out_real, target_real)
-            loss_fake = objective.d_fake(out_fake, target_fake)
+                out_real, out_fake = D(torch.cat([real, fake], self.batch_dim)).split(
+                    [n_real, n_fake], dim=-1)
+            loss_real = self.per_run(objective.d_real, out_real, target_real)
+            loss_fake = self.per_run(objective.d_fake, out_fake, target_fake)
             penalty = self._penalty(real, fake)
             norms = [self._d_optimizer_step(loss_real + loss_fake + penalty)]
-        return self._d_figures(loss_real, loss_fake, penalty, torch.stack(norms).mean(),
+        return self._d_figures(loss_real, loss_fake, penalty, torch.stack(norms).mean(0),
                                out_real, out_fake), latents
 
     def _d_figures(self, loss_real: Tensor, loss_fake: Tensor, penalty: Tensor, norm: Tensor,
@@ -171,11 +215,11 @@ class GAN:
                    "d_loss": (loss_real + loss_fake + penalty).detach(), "d_grad_norm": norm}
         out_real, out_fake = out_real.detach(), out_fake.detach()
         if objective.has_accuracy:
-            figures["d_acc_real"] = (out_real > objective.threshold).float().mean()
-            figures["d_acc_fake"] = (out_fake < objective.threshold).float().mean()
+            figures["d_acc_real"] = (out_real > objective.threshold).float().mean(-1)
+            figures["d_acc_fake"] = (out_fake < objective.threshold).float().mean(-1)
         if not objective.uses_labels:  # a critic's or margin's raw scores
-            figures["critic_real"] = out_real.mean()
-            figures["critic_fake"] = out_fake.mean()
+            figures["critic_real"] = out_real.mean(-1)
+            figures["critic_fake"] = out_fake.mean(-1)
             figures["wasserstein"] = figures["critic_real"] - figures["critic_fake"]
         if self.penalty_weight:
             figures["gradient_penalty"] = penalty.detach() / self.penalty_weight
@@ -189,21 +233,25 @@ class GAN:
         n_fake = self.batch_size - n_real
         real = self.real_batch(n_real)
         fake = self.fake_batch(self.latent(n_fake * self.pack))
-        target_real, target_fake = self.labels(n_real, n_fake)
-        out_real, out_fake = self.D(torch.cat([real, fake])).split([n_real, n_fake])
-        loss_real = objective.d_real(out_real, target_real)
-        loss_fake = objective.d_fake(out_fake, target_fake)
+        target_real, target_fake = self.targets(n_real, n_fake)
+        out_real, out_fake = self.D(torch.cat([real, fake], self.batch_dim)).split(
+            [n_real, n_fake], dim=-1)
+        loss_real = self.per_run(objective.d_real, out_real, target_real)
+        loss_fake = self.per_run(objective.d_fake, out_fake, target_fake)
         penalty = self._penalty(real, fake.detach())
-        g_loss = objective.g(out_fake)
+        g_loss = self.per_run(objective.g, out_fake)
         d_params = [p for p in self.discriminator.parameters() if p.requires_grad]
         g_params = [p for p in self.generator.parameters() if p.requires_grad]
-        d_grads = torch.autograd.grad(loss_real + loss_fake + penalty, d_params,
+        # .sum(): the runs' losses are independent, so each run's gradient is its own loss's
+        d_grads = torch.autograd.grad((loss_real + loss_fake + penalty).sum(), d_params,
                                       retain_graph=True)
-        g_grads = torch.autograd.grad(g_loss, g_params)
+        g_grads = torch.autograd.grad(g_loss.sum(), g_params)
         for params, grads in ((d_params, d_grads), (g_params, g_grads)):
             for p, grad in zip(params, grads, strict=True):
-                p.grad = grad
-        d_norm, g_norm = grad_norm(self.discriminator), grad_norm(self.generator)
+                # In the parameter's layout, as backward() leaves it: fused Adam on CPU (torch
+                # 2.14) reads a gradient with other strides as if it had the parameter's.
+                p.grad = grad if grad.stride() == p.stride() else torch.empty_like(p).copy_(grad)
+        d_norm, g_norm = self.grad_norm(self.discriminator), self.grad_norm(self.generator)
         self.d_optimizer.step()
         if self.clip:
             clip_weights(self.discriminator, self.clip)
@@ -215,12 +263,13 @@ class GAN:
     def _penalty(self, real: Tensor, fake: Tensor) -> Tensor:
         if not self.penalty_weight:
             return torch.zeros((), device=real.device)
-        return self.penalty_weight * gradient_penalty(self.D, real.float(), fake.float())
+        return self.penalty_weight * gradient_penalty(
+            self.D, real.float(), fake.float(), self.penalty_alpha(real), self.batch_dim + 1)
 
     def _d_optimizer_step(self, loss: Tensor) -> Tensor:
         self.d_optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        norm = grad_norm(self.discriminator)
+        loss.sum().backward()
+        norm = self.grad_norm(self.discriminator)
         self.d_optimizer.step()
         if self.clip:
             clip_weights(self.discriminator, self.clip)
@@ -232,10 +281,10 @@ class GAN:
             latents = self.latent(self.batch_size * self.pack)
         with frozen(self.discriminator):
             fake = self.fake_batch(latents)
-            loss = self.objective.g(self.D(fake))
+            loss = self.per_run(self.objective.g, self.D(fake))
             self.g_optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-        norm = grad_norm(self.generator)
+            loss.sum().backward()
+        norm = self.grad_norm(self.generator)
         self.g_optimizer.step()
         return {"g_loss": loss.detach(), "g_grad_norm": norm}
 
@@ -248,7 +297,8 @@ class GAN:
         was_training = self.generator.training
         self.generator.eval()
         try:
-            return torch.cat([self.G(chunk).float() for chunk in z.split(1000)])
+            bd = self.batch_dim
+            return torch.cat([self.G(chunk).float() for chunk in z.split(1000, bd)], bd)
         finally:
             self.generator.train(was_training)
 

@@ -109,13 +109,18 @@ def get_objective(path: str) -> Objective:
     return objective
 
 
-def gradient_penalty(critic: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor) -> Tensor:
+def gradient_penalty(critic: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor,
+                     alpha: Tensor | None = None, batch_dims: int = 1) -> Tensor:
     """E[(||grad f(x_hat)||_2 - 1)^2] on random interpolates x_hat of real and fake
-    (Gulrajani et al. 2017). Multiply by lambda (`loss.gradient_penalty`) outside."""
-    alpha = torch.rand((real.shape[0],) + (1,) * (real.dim() - 1), device=real.device)
+    (Gulrajani et al. 2017). Multiply by lambda (`loss.gradient_penalty`) outside.
+    The first `batch_dims` dimensions index samples (2: runs × samples, one mean per run);
+    `alpha` (shape [*batch, 1, …]) is drawn uniformly unless given."""
+    if alpha is None:
+        alpha = torch.rand(real.shape[:batch_dims] + (1,) * (real.dim() - batch_dims),
+                           device=real.device)
     x_hat = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
     (grad,) = torch.autograd.grad(critic(x_hat).sum(), x_hat, create_graph=True)
-    return (grad.flatten(1).norm(2, dim=1) - 1).pow(2).mean()
+    return (grad.flatten(batch_dims).norm(2, dim=-1) - 1).pow(2).mean(-1)
 
 
 @torch.no_grad()

@@ -76,15 +76,27 @@ class ImageHeadConv2d(nn.Conv2d):
 
 class Dropout(nn.Dropout):
     """nn.Dropout drawn as `rand >= p`: aten's bernoulli_ takes 1.5 ms per 128×1024 on this
-    CPU, three times a uniform draw, and it was a fifth of the mlp step. Same distribution."""
+    CPU, three times a uniform draw, and it was a fifth of the mlp step. Same distribution.
+
+    `noise`, when set, replaces the draw: several seeds trained as one batched computation
+    (`seeds.py`) draw each run's uniforms from that run's own generator and hand them in."""
+
+    def __init__(self, p: float = 0.5) -> None:
+        super().__init__(p)
+        self.noise: torch.Tensor | None = None
+
+    @property
+    def draws(self) -> bool:
+        """Whether a forward pass draws random numbers (in training, 0 < p < 1)."""
+        return self.training and 0 < self.p < 1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0:
             return x
         if self.p == 1:  # nn.Dropout's p = 1: all dropped (1 / (1 - p) would make 0 · inf)
             return torch.zeros_like(x)
-        keep = torch.rand(x.shape, device=x.device) >= self.p
-        return x * keep.to(x.dtype).mul_(1 / (1 - self.p))
+        noise = torch.rand(x.shape, device=x.device) if self.noise is None else self.noise
+        return x * (noise >= self.p).to(x.dtype).mul_(1 / (1 - self.p))
 
 
 class Discriminator(nn.Module):

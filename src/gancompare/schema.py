@@ -27,6 +27,7 @@ class TrainerSchema:
     channels_last: bool = True
     compile: bool = False
     fused_optimizers: bool = True
+    seeds: list[int] | None = None
 
 
 @dataclass

@@ -39,18 +39,25 @@ def record_failure(run_dir: Path, cfg: DictConfig, error: BaseException) -> None
         "hacks": sorted(OmegaConf.select(cfg, "hacks") or []), "seed": cfg.get("seed"),
     }
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    for seed_dir in sorted(run_dir.glob("seed*/.hydra")):  # trainer.seeds: each seed's run
+        if not (seed_dir.parent / "summary.json").is_file():
+            (seed_dir.parent / "summary.json").write_text(json.dumps(
+                {**summary, "seed": int(seed_dir.parent.name.removeprefix("seed"))}, indent=2))
 
 
 def collect(sweep_dir: Path) -> list[dict[str, Any]]:
     """One entry per job directory of a sweep: its overrides and summary (or 'missing')."""
     jobs = []
-    for overrides_file in sorted(Path(sweep_dir).glob("*/.hydra/overrides.yaml")):
-        job_dir = overrides_file.parent.parent
-        summary_file = job_dir / "summary.json"
-        summary = json.loads(summary_file.read_text()) if summary_file.is_file() else \
-            {"status": "missing", "verdict": "missing"}
-        jobs.append({"dir": job_dir, "overrides": list(OmegaConf.load(overrides_file)),
-                     **summary})
+    for job_file in sorted(Path(sweep_dir).glob("*/.hydra/overrides.yaml")):
+        # a trainer.seeds job is one run per seed, each in <job>/seed<s>
+        seed_files = sorted(job_file.parent.parent.glob("seed*/.hydra/overrides.yaml"))
+        for overrides_file in seed_files or [job_file]:
+            job_dir = overrides_file.parent.parent
+            summary_file = job_dir / "summary.json"
+            summary = json.loads(summary_file.read_text()) if summary_file.is_file() else \
+                {"status": "missing", "verdict": "missing"}
+            jobs.append({"dir": job_dir, "overrides": list(OmegaConf.load(overrides_file)),
+                         **summary})
     return sorted(jobs, key=lambda j: (len(j["dir"].name), j["dir"].name))
 
 
@@ -66,6 +73,17 @@ def swept_keys(hydra_cfg: DictConfig) -> list[str]:
         list(hydra_cfg.overrides.task)) if o.is_sweep_override()]
     keys += list(OmegaConf.select(hydra_cfg, "sweeper.params") or {})
     return list(dict.fromkeys(keys))
+
+
+def write_seed_overrides(run_dir: Path, overrides: list[str], seeds: list[int]) -> None:
+    """<run dir>/seed<s>/.hydra/overrides.yaml for a `trainer.seeds` run: the overrides of that
+    seed's run alone, so sweeps and comparisons list each seed as a job."""
+    own = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") not in ("trainer.seeds",
+                                                                            "seed")]
+    for seed in seeds:
+        path = Path(run_dir) / f"seed{seed}" / ".hydra" / "overrides.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(OmegaConf.create([*own, f"seed={seed}"]), path)
 
 
 def job_name(hydra_cfg: DictConfig, multirun: bool) -> str:

@@ -106,7 +106,8 @@ class WandbRun:
 
         os.environ.setdefault("WANDB_SILENT", "true")
         return wandb.init(**init, dir=str(self.run_dir), mode=mode, resume="allow",
-                          reinit="finish_previous",  # Hydra multirun and joblib reuse processes
+                          # every run is finished explicitly; trainer.seeds keeps K open at once
+                          reinit="create_new",
                           settings=wandb.Settings(console="off", x_disable_stats=True))
 
     @property

@@ -13,22 +13,47 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import signal
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from omegaconf import DictConfig
+from torch import Tensor
 from tqdm import tqdm
 
 from gancompare import checkpoint
-from gancompare.build import build
+from gancompare.build import Built, build
+from gancompare.config import check_seeds
+from gancompare.errors import ConfigError
+from gancompare.gan import GAN
 from gancompare.run_dir import LOSS_COLUMNS, RunDir, training_summary
+from gancompare.seeds import RunStreams, StackedGAN
 from gancompare.verdict import judge
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class Run:
+    """One run's own pieces: what was built for it (config, data, evaluator, sample latents),
+    its directory and how it ended. `trainer.seeds` trains several in one loop."""
+
+    built: Built
+    dir: RunDir
+    fixed_z: Tensor
+    start_step: int
+    status: str = "training"  # then finished, diverged or interrupted
+    divergence: dict[str, Any] | None = None
+    rng: dict[str, Any] = field(default_factory=dict)  # its RNG state at the start (seeds)
+
+    @property
+    def cfg(self) -> DictConfig:
+        return self.built.cfg
 
 
 def train(cfg: DictConfig, run_dir: Path, wandb_name: str | None = None,
@@ -36,104 +61,191 @@ def train(cfg: DictConfig, run_dir: Path, wandb_name: str | None = None,
     """Train one run into run_dir and return its summary (also written to summary.json).
     summary["status"]: finished, diverged, or interrupted (then summary["signal"] is set)."""
     started = time.perf_counter()
-    # ---- set-up ----
     built = build(cfg)
-    cfg, gan, evaluator = built.cfg, built.gan, built.evaluator
-    fixed_z, total_steps, steps_per_epoch = built.fixed_z, built.total_steps, built.steps_per_epoch
-    start_step = 0
-    resumed = checkpoint.resume_state(cfg.trainer.resume, Path(run_dir), built.device)
+    run = start_run(built, Path(run_dir), wandb_name, wandb_group)
+    return loop(built.gan, [run], started)[0]
+
+
+def train_seeds(cfg: DictConfig, run_dir: Path, wandb_name: str | None = None,
+                wandb_group: str | None = None) -> list[dict[str, Any]]:
+    """`trainer.seeds=[s, ...]`: one run per seed, each built, resumed and written (into
+    run_dir/seed<s>) exactly as `seed=<s>` alone would be, trained as one batched computation
+    (`seeds.py`). Returns the summaries in the order of the seeds."""
+    started = time.perf_counter()
+    seeds = check_seeds(cfg.trainer.seeds)
+    if cfg.trainer.compile:
+        raise ConfigError("trainer.compile", "trainer.seeds trains the runs under torch.func.vmap,"
+                          " which torch.compile does not wrap here", "set trainer.compile=false")
+    runs = []
+    for seed in seeds:
+        cfg_seed = cfg.copy()
+        cfg_seed.seed, cfg_seed.trainer.seeds = seed, None
+        # W&B name: the batch's, with seed=<s> for trainer.seeds=[...] (as a seed sweep names)
+        base = re.sub(r",?trainer\.seeds=\[[^\]]*\]", "",
+                      wandb_name or cfg.logger.wandb.get("name") or Path(run_dir).name).strip(",")
+        name = f"{base},seed={seed}" if base and base != "baseline" else f"seed={seed}"
+        runs.append(start_run(build(cfg_seed), Path(run_dir) / f"seed{seed}", name, wandb_group))
+        runs[-1].rng = checkpoint.rng_state()  # where this run's own process would be now
+    steps = {r.start_step for r in runs}
+    if len(steps) > 1:
+        at = ", ".join(f"seed {r.cfg.seed}: step {r.start_step}" for r in runs)
+        raise ConfigError("trainer.resume", f"the seeds' checkpoints are at different steps "
+                          f"({at}), so they cannot continue as one batch",
+                          "resume each alone with seed=<s> and its run directory, or "
+                          "trainer.resume=false to start over")
+    gan = StackedGAN.of([r.built.gan for r in runs], RunStreams([r.rng for r in runs]),
+                        cfg.optimizer, cfg.trainer.fused_optimizers)
+    return loop(gan, runs, started)
+
+
+def start_run(built: Built, run_dir: Path, wandb_name: str | None,
+              wandb_group: str | None) -> Run:
+    """Resume the built run if its directory (or trainer.resume) has a checkpoint; open its
+    directory."""
+    cfg, gan, fixed_z, start_step = built.cfg, built.gan, built.fixed_z, 0
+    resumed = checkpoint.resume_state(cfg.trainer.resume, run_dir, built.device)
     if resumed is not None:
         state, path = resumed
         gan.load_state_dict(state)
         checkpoint.restore_rng(state["rng"])
         start_step, fixed_z = state["step"], state["fixed_z"].to(built.device)
         log.info("Resumed from %s at step %d", path, start_step)
-    run = RunDir(cfg, run_dir, start_step, critic=not gan.objective.has_accuracy,
-                 wandb_name=wandb_name or cfg.logger.wandb.get("name") or Path(run_dir).name,
-                 wandb_group=wandb_group or cfg.logger.wandb.get("group"))
+    directory = RunDir(cfg, run_dir, start_step, critic=not gan.objective.has_accuracy,
+                       wandb_name=wandb_name or cfg.logger.wandb.get("name") or run_dir.name,
+                       wandb_group=wandb_group or cfg.logger.wandb.get("group"))
+    return Run(built, directory, fixed_z, start_step)
+
+
+def loop(gan: GAN, runs: list[Run], started: float) -> list[dict[str, Any]]:
+    """Train `runs` (one, or the seeds of a StackedGAN) from their common start step to the end;
+    evaluate, judge and summarise each."""
+    first = runs[0]
+    cfg, total_steps = first.cfg, first.built.total_steps
+    steps_per_epoch, start_step = first.built.steps_per_epoch, first.start_step
     bar = tqdm(total=total_steps, initial=start_step, desc=cfg.loss.name, unit="step",
                dynamic_ncols=True, disable=not cfg.trainer.progress_bar, mininterval=1.0)
-    status, divergence, stop = "finished", None, StopRequest()
+    stop = StopRequest()
     loop_started, steps_done, startup = time.perf_counter(), 0, None
+
+    def save_checkpoint(k: int, step: int, epoch: int, epoch_end: bool) -> None:
+        member = gan.member(k, optimizers=True)
+        if epoch_end and not member.parameters_finite():
+            return
+        state = {"step": step, "epoch": epoch, **member.state_dict(), "rng": gan.rng_state(k),
+                 "fixed_z": runs[k].fixed_z.cpu()}
+        runs[k].dir.save_checkpoint(state, epoch, epoch_end)
 
     # ---- the loop ----
     try:
         with stop:
             for step in range(start_step + 1, total_steps + 1):
                 epoch = (step - 1) // steps_per_epoch + 1
-                run.append(step, epoch, gan.step())  # figures stay on the device
+                figures = gan.step()  # figures stay on the device
+                training = [(k, r) for k, r in enumerate(runs) if r.status == "training"]
+                for k, run in training:
+                    run.dir.append(step, epoch, gan.run_figures(figures, k))
                 steps_done += 1
                 if startup is None:  # once: imports, data and models to the first step's end
-                    startup = seconds_since_process_start(built.device)
+                    startup = seconds_since_process_start(first.built.device)
                 bar.update()
                 epoch_end = step % steps_per_epoch == 0 or step == total_steps
 
                 if epoch_end and cfg.eval.every_epoch:
-                    run.attach(step, evaluator.evaluate(gan.sample, cfg.eval.epoch_samples,
-                                                        prefix="epoch/"))
+                    for k, run in training:
+                        with gan.rng(k):  # evaluation draws from the run's own generators
+                            run.dir.attach(step, run.built.evaluator.evaluate(
+                                gan.member(k).sample, cfg.eval.epoch_samples, prefix="epoch/"))
 
                 if step % cfg.trainer.log_every == 0 or epoch_end or stop.signal:
-                    rows = run.flush()  # the one host sync
-                    bar.set_postfix({k: f"{rows[-1][k]:.3g}" for k in (*LOSS_COLUMNS, "d_acc_real")
-                                     if k in rows[-1]}, refresh=False)
-                    divergence = first_non_finite(rows)
-                    if divergence is not None:
-                        status = "diverged"
-                        log.error("Non-finite %s at step %d: stopping; the last good checkpoint "
-                                  "stays", "/".join(divergence["columns"]), divergence["step"])
+                    for k, run in training:
+                        rows = run.dir.flush()  # the one host sync
+                        if k == training[0][0]:
+                            bar.set_postfix({c: f"{rows[-1][c]:.3g}" for c in
+                                             (*LOSS_COLUMNS, "d_acc_real") if c in rows[-1]},
+                                            refresh=False)
+                        run.divergence = first_non_finite(rows)
+                        if run.divergence is not None:
+                            run.status = "diverged"
+                            log.error("%sNon-finite %s at step %d: stopping; the last good "
+                                      "checkpoint stays", seed_label(runs, run),
+                                      "/".join(run.divergence["columns"]),
+                                      run.divergence["step"])
+                    training = [(k, r) for k, r in training if r.status == "training"]
+                    if not training:
                         break
 
                 if epoch_end:
-                    run.save_samples(gan.generate(fixed_z), epoch, step, built.data.mixture)
-                    run.save_curves()
-                    if gan.parameters_finite():
-                        run.save_checkpoint(checkpoint_state(gan, fixed_z, step, epoch), epoch,
-                                            epoch_end=True)
+                    for k, run in training:
+                        run.dir.save_samples(gan.member(k).generate(run.fixed_z), epoch, step,
+                                             run.built.data.mixture)
+                        run.dir.save_curves()
+                        save_checkpoint(k, step, epoch, epoch_end=True)
 
                 if stop.signal:
-                    if not epoch_end:  # at an epoch end the block above has saved this step
-                        run.save_checkpoint(checkpoint_state(gan, fixed_z, step, epoch), epoch,
-                                            epoch_end=False)
-                    status = "interrupted"
+                    for k, run in training:
+                        if not epoch_end:  # at an epoch end the block above has saved this step
+                            save_checkpoint(k, step, epoch, epoch_end=False)
+                        run.status = "interrupted"
                     log.warning("%s at step %d: checkpoint saved; run again with the same "
                                 "overrides and run directory to resume", stop.name, step)
                     break
         bar.close()
         loop_seconds = time.perf_counter() - loop_started
 
-        # ---- final evaluation, verdict, summary ----
-        final: dict[str, float] = {}
-        if status == "finished" and cfg.eval.final_samples:
-            eval_started = time.perf_counter()
-            final = evaluator.evaluate(gan.sample, cfg.eval.final_samples)
-            final["eval_seconds"] = time.perf_counter() - eval_started
-        run.save_curves()
-        verdict = judge(run.history, final, critic=run.critic, divergence=divergence,
-                        rules=cfg.verdict, known=evaluator.known if final else {})
-        summary = {
-            "status": status, "verdict": verdict["verdict"], "verdict_evidence": verdict,
-            "steps": int(run.rows[-1]["step"]) if run.rows else start_step,
-            "planned_steps": total_steps,
-            "epochs": int(run.rows[-1]["epoch"]) if run.rows else 0,
-            "resumed_from_step": start_step,
-            "wall_time_s": time.perf_counter() - started, "startup_s": startup,
-            "steps_per_s": steps_done / loop_seconds if loop_seconds > 0 else None,
-            "ms_per_step": 1000 * loop_seconds / steps_done if steps_done else None,
-            "final_training": training_summary(run.rows),  # mean over the last 10 % of steps
-            "eval": final,
-            "model": cfg.model.arch, "loss": cfg.loss.name, "optimizer": cfg.optimizer.name,
-            "data": cfg.data.name, "hacks": sorted(cfg.hacks), "seed": cfg.seed,
-            "device": str(built.device), "precision": cfg.trainer.precision,
-            "torch_threads": torch.get_num_threads(),
-        }
-        if stop.signal:
-            summary["signal"] = stop.name
-        run.finish(summary)
-        log.info("Verdict: %s (%s)", verdict["verdict"], verdict["reason"])
+        # ---- final evaluation, verdict, summary (each run) ----
+        summaries = []
+        for k, run in enumerate(runs):
+            if run.status == "training":
+                run.status = "finished"
+            summaries.append(finish(run, gan, k, started, startup, steps_done, loop_seconds,
+                                    stop, len(runs)))
     except BaseException:
-        run.wandb.finish(exit_code=1)
+        for run in runs:
+            run.dir.wandb.finish(exit_code=1)
         raise
+    return summaries
+
+
+def finish(run: Run, gan: GAN, k: int, started: float, startup: float | None, steps_done: int,
+           loop_seconds: float, stop: StopRequest, runs_in_process: int) -> dict[str, Any]:
+    cfg, evaluator = run.cfg, run.built.evaluator
+    final: dict[str, float] = {}
+    if run.status == "finished" and cfg.eval.final_samples:
+        eval_started = time.perf_counter()
+        with gan.rng(k):
+            final = evaluator.evaluate(gan.member(k).sample, cfg.eval.final_samples)
+        final["eval_seconds"] = time.perf_counter() - eval_started
+    run.dir.save_curves()
+    verdict = judge(run.dir.history, final, critic=run.dir.critic, divergence=run.divergence,
+                    rules=cfg.verdict, known=evaluator.known if final else {})
+    rows = run.dir.rows
+    summary = {
+        "status": run.status, "verdict": verdict["verdict"], "verdict_evidence": verdict,
+        "steps": int(rows[-1]["step"]) if rows else run.start_step,
+        "planned_steps": run.built.total_steps,
+        "epochs": int(rows[-1]["epoch"]) if rows else 0,
+        "resumed_from_step": run.start_step,
+        "wall_time_s": time.perf_counter() - started, "startup_s": startup,
+        "steps_per_s": steps_done / loop_seconds if loop_seconds > 0 else None,
+        "ms_per_step": 1000 * loop_seconds / steps_done if steps_done else None,
+        "runs_in_process": runs_in_process,  # >1: trainer.seeds (the step time is all runs')
+        "final_training": training_summary(rows),  # mean over the last 10 % of steps
+        "eval": final,
+        "model": cfg.model.arch, "loss": cfg.loss.name, "optimizer": cfg.optimizer.name,
+        "data": cfg.data.name, "hacks": sorted(cfg.hacks), "seed": cfg.seed,
+        "device": str(run.built.device), "precision": cfg.trainer.precision,
+        "torch_threads": torch.get_num_threads(),
+    }
+    if stop.signal:
+        summary["signal"] = stop.name
+    run.dir.finish(summary)
+    log.info("%sVerdict: %s (%s)", seed_label([run, run], run), verdict["verdict"],
+             verdict["reason"])
     return summary
+
+
+def seed_label(runs: list[Run], run: Run) -> str:
+    return f"seed {run.cfg.seed}: " if len(runs) > 1 else ""
 
 
 def seconds_since_process_start(device: torch.device) -> float | None:
@@ -146,11 +258,6 @@ def seconds_since_process_start(device: torch.device) -> float | None:
         return uptime - start_ticks / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError):
         return None
-
-
-def checkpoint_state(gan, fixed_z: torch.Tensor, step: int, epoch: int) -> dict[str, Any]:
-    return {"step": step, "epoch": epoch, **gan.state_dict(), "rng": checkpoint.rng_state(),
-            "fixed_z": fixed_z.cpu()}
 
 
 def first_non_finite(rows: list[dict[str, Any]]) -> dict[str, Any] | None:

@@ -1,0 +1,259 @@
+"""Several seeds of one config trained as one batched computation (`trainer.seeds=[0,1,...]`).
+
+Each run is first built exactly as its own process would build it (`build.build` with
+`seed=<s>`: its data, weights, evaluator, sample latents and the RNG state they leave). Then:
+- `StackedModule`: the K copies of G (of D) become one module whose parameters and buffers carry
+  a leading run dimension (`torch.func.stack_module_state`); its forward is the single network
+  under `torch.func.vmap`, so linears become batched matmuls, convolutions grouped ones and
+  batch norm keeps per-run statistics.
+- One optimiser over the stacked parameters: Adam, RMSprop and SGD act elementwise, so each run
+  keeps its own moments; their shared step count is the same for every run.
+- `RunStreams`: every random draw (data batches, latents, label noise, penalty interpolation,
+  dropout masks) is made for each run with the global generators set to that run's own state,
+  so run k sees the numbers its own process would draw, in the same order.
+- `StackedGAN.member(k)` writes run k's slice back into its own `GAN`, for its evaluation,
+  samples and checkpoint, which are then exactly those of a single run.
+Each run matches the same seed trained alone up to float summation order (a batched matmul or
+grouped convolution may sum in another order than the single one); tests/test_seeds.py checks it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call, stack_module_state, vmap
+
+from gancompare import checkpoint
+from gancompare.gan import GAN, make_optimizer
+from gancompare.models import Dropout
+
+
+class RunStreams:
+    """Each run's RNG state (in `checkpoint.rng_state()`'s format). `use(k)` makes run k's
+    torch (and CUDA) generators the global ones for a draw; `use_all(k)` also Python's and
+    NumPy's, for evaluation, which may draw from them."""
+
+    def __init__(self, states: list[dict[str, Any]]) -> None:
+        self.states = [dict(s) for s in states]
+
+    def __len__(self) -> int:
+        return len(self.states)
+
+    @contextlib.contextmanager
+    def use(self, k: int) -> Iterator[None]:
+        state = self.states[k]
+        torch.set_rng_state(state["torch"])
+        if "cuda" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda"])
+        try:
+            yield
+        finally:
+            state["torch"] = torch.get_rng_state()
+            if "cuda" in state and torch.cuda.is_available():
+                state["cuda"] = torch.cuda.get_rng_state_all()
+
+    @contextlib.contextmanager
+    def use_all(self, k: int) -> Iterator[None]:
+        checkpoint.restore_rng(self.states[k])
+        try:
+            yield
+        finally:
+            self.states[k] = checkpoint.rng_state()
+
+    def draw(self, make: Callable[[], Any]) -> list[Any]:
+        """make() once per run, each with its run's generators."""
+        results = []
+        for k in range(len(self)):
+            with self.use(k):
+                results.append(make())
+        return results
+
+
+class StackedModule(nn.Module):
+    """K networks of one architecture as one: parameters [K, ...] in the single network's
+    `parameters()` order, forward over inputs [K, N, ...] by vmap of the single network."""
+
+    def __init__(self, modules: list[nn.Module], streams: RunStreams) -> None:
+        super().__init__()
+        params, buffers = stack_module_state(modules)
+        self.param_names, self.buffer_names = list(params), list(buffers)
+        self.stacked = nn.ParameterList([nn.Parameter(p) for p in params.values()])
+        for i, b in enumerate(buffers.values()):
+            self.register_buffer(f"buffer{i}", b)
+        # The architecture without weights; kept out of the module tree (no parameters of its
+        # own for the optimiser or state_dict).
+        self.__dict__["template"] = copy.deepcopy(modules[0]).to("meta")
+        self.__dict__["streams"] = streams
+        self._dropout_shapes: dict[tuple[int, ...], list[torch.Size]] = {}
+
+    @property
+    def stacked_buffers(self) -> list[Tensor]:
+        return [getattr(self, f"buffer{i}") for i in range(len(self.buffer_names))]
+
+    def train(self, mode: bool = True) -> StackedModule:
+        self.template.train(mode)
+        return super().train(mode)
+
+    def dropouts(self) -> list[Dropout]:
+        return [m for m in self.template.modules() if isinstance(m, Dropout) and m.draws]
+
+    def dropout_shapes(self, sample_shape: tuple[int, ...]) -> list[torch.Size]:
+        """The shapes each drawing dropout layer sees for one input of `sample_shape` (found once
+        per shape by a pass on the meta device, which computes shapes only)."""
+        if sample_shape not in self._dropout_shapes:
+            shapes: list[torch.Size] = []
+            hooks = [m.register_forward_pre_hook(lambda _, args: shapes.append(args[0].shape))
+                     for m in self.dropouts()]
+            try:
+                with torch.no_grad():
+                    self.template(torch.empty(sample_shape, device="meta"))
+            finally:
+                for hook in hooks:
+                    hook.remove()
+            self._dropout_shapes[sample_shape] = shapes
+        return self._dropout_shapes[sample_shape]
+
+    def forward(self, x: Tensor) -> Tensor:
+        dropouts = self.dropouts()
+        noise: list[Tensor] = []
+        if dropouts:  # each run's masks from its own stream, in the single network's order
+            shapes = self.dropout_shapes(tuple(x.shape[1:]))
+            per_run = self.streams.draw(
+                lambda: [torch.rand(s, device=x.device) for s in shapes])
+            noise = [torch.stack(layer) for layer in zip(*per_run, strict=True)]
+
+        def run(params: list[Tensor], buffers: list[Tensor], noise: list[Tensor],
+                x: Tensor) -> Tensor:
+            for layer, u in zip(dropouts, noise, strict=True):
+                layer.noise = u
+            try:
+                return functional_call(self.template, (
+                    dict(zip(self.param_names, params, strict=True)),
+                    dict(zip(self.buffer_names, buffers, strict=True))), (x,))
+            finally:
+                for layer in dropouts:
+                    layer.noise = None
+
+        # randomness="error": a draw not routed through the run streams would be shared
+        return vmap(run, randomness="error")(list(self.stacked), self.stacked_buffers, noise, x)
+
+    @torch.no_grad()
+    def copy_to(self, module: nn.Module, k: int) -> None:
+        """Write run k's parameters and buffers into a single network."""
+        for p, s in zip(module.parameters(), self.stacked, strict=True):
+            p.copy_(s[k])
+        for b, s in zip(module.buffers(), self.stacked_buffers, strict=True):
+            b.copy_(s[k])
+
+
+def stack_optimizer_state(optimizers: list[torch.optim.Optimizer]) -> dict[str, Any]:
+    """The state dict of one optimiser over stacked parameters, from K single ones."""
+    states = [o.state_dict() for o in optimizers]
+    stacked = copy.deepcopy(states[0])
+    for i, state in stacked["state"].items():
+        for key, value in state.items():
+            if torch.is_tensor(value) and key != "step":  # the step count is shared
+                state[key] = torch.stack([s["state"][i][key] for s in states])
+    return stacked
+
+
+def optimizer_state_of(state_dict: dict[str, Any], k: int) -> dict[str, Any]:
+    """Run k's share of a stacked optimiser's state dict."""
+    return {"param_groups": state_dict["param_groups"],
+            "state": {i: {key: value[k] if torch.is_tensor(value) and key != "step" else value
+                          for key, value in state.items()}
+                      for i, state in state_dict["state"].items()}}
+
+
+@dataclasses.dataclass
+class StackedGAN(GAN):
+    """K runs of one config in one batched `GAN.step`: tensors carry the run in dimension 0."""
+
+    members: list[GAN] = dataclasses.field(default_factory=list)
+    streams: RunStreams | None = None
+    batch_dim = 1
+    _version: int = 0
+    _synced: dict[int, tuple[int, bool]] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def of(cls, members: list[GAN], streams: RunStreams, cfg_optimizer: Any,
+           fused: bool) -> StackedGAN:
+        """Stack K built (and possibly resumed) runs; their optimisers' state is carried over."""
+        first = members[0]
+        generator = StackedModule([m.generator for m in members], streams)
+        discriminator = StackedModule([m.discriminator for m in members], streams)
+        fields = {f.name: getattr(first, f.name) for f in dataclasses.fields(GAN)}
+        gan = cls(**fields | dict(
+            generator=generator, discriminator=discriminator,
+            g_optimizer=make_optimizer(cfg_optimizer.g, generator, fused),
+            d_optimizer=make_optimizer(cfg_optimizer.d, discriminator, fused),
+            channels_last=False), members=members, streams=streams)
+        gan.g_optimizer.load_state_dict(stack_optimizer_state([m.g_optimizer for m in members]))
+        gan.d_optimizer.load_state_dict(stack_optimizer_state([m.d_optimizer for m in members]))
+        return gan
+
+    @property
+    def runs(self) -> int:
+        return len(self.members)
+
+    def step(self) -> dict[str, Tensor]:
+        self._version += 1
+        return super().step()
+
+    # ---- per-run draws ----
+    def latent(self, n: int) -> Tensor:
+        return torch.stack(self.streams.draw(lambda: GAN.latent(self, n)))
+
+    def real_batch(self, n: int) -> Tensor:
+        batches = []
+        for k, member in enumerate(self.members):  # each run samples its own training set
+            with self.streams.use(k):
+                batches.append(member.data.sample(n * self.pack))
+        return torch.stack(batches)
+
+    def targets(self, n_real: int, n_fake: int) -> tuple[Tensor, Tensor]:
+        real, fake = zip(*self.streams.draw(lambda: self.labels(n_real, n_fake)), strict=True)
+        return torch.stack(real), torch.stack(fake)
+
+    def penalty_alpha(self, real: Tensor) -> Tensor:
+        shape = (real.shape[1],) + (1,) * (real.dim() - 2)
+        return torch.stack(self.streams.draw(lambda: torch.rand(shape, device=real.device)))
+
+    # ---- per-run reductions ----
+    def per_run(self, loss: Callable[..., Tensor], *args: Tensor) -> Tensor:
+        return vmap(loss)(*args)
+
+    def grad_norm(self, module: nn.Module) -> Tensor:
+        grads = [p.grad for p in module.parameters() if p.grad is not None]
+        if not grads:
+            return torch.zeros(self.runs, device=self.data.train.device)
+        return torch.stack([g.flatten(1).norm(2, dim=1) for g in grads]).norm(2, dim=0)
+
+    def run_figures(self, figures: dict[str, Tensor], k: int) -> dict[str, Tensor]:
+        return {name: value[k] for name, value in figures.items()}
+
+    # ---- one run on its own ----
+    def member(self, k: int, optimizers: bool = False) -> GAN:
+        member = self.members[k]
+        synced = self._synced.get(k)
+        if synced is None or synced[0] != self._version or (optimizers and not synced[1]):
+            self.generator.copy_to(member.generator, k)
+            self.discriminator.copy_to(member.discriminator, k)
+            if optimizers:
+                for name in ("g_optimizer", "d_optimizer"):
+                    getattr(member, name).load_state_dict(
+                        optimizer_state_of(getattr(self, name).state_dict(), k))
+            self._synced[k] = (self._version, optimizers)
+        return member
+
+    def rng(self, k: int) -> contextlib.AbstractContextManager:
+        return self.streams.use_all(k)
+
+    def rng_state(self, k: int) -> dict[str, Any]:
+        return self.streams.states[k]

@@ -1,0 +1,184 @@
+"""`trainer.seeds`: several seeds trained as one batched computation, each run the same as its
+seed trained alone (to float summation order), written into its own ordinary run directory."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from conftest import make_cfg, read_csv, run_cli
+from omegaconf import OmegaConf
+
+from gancompare import checkpoint
+from gancompare.build import build
+from gancompare.errors import ConfigError
+from gancompare.seeds import RunStreams, StackedGAN, StackedModule
+from gancompare.training import train, train_seeds
+
+LOSSES = ("d_loss_real", "d_loss_fake", "g_loss", "d_grad_norm", "g_grad_norm")
+QUIET = ["trainer.log_every=1", "trainer.max_steps=6"]
+
+
+def _assert_same_rows(batched, alone, n_judged: int, rel: float) -> None:
+    """The same steps, the same losses to float summation order; an accuracy may differ by a
+    sample or two, where an output sits at the threshold up to rounding."""
+    rows_b, rows_a = read_csv(batched / "metrics.csv"), read_csv(alone / "metrics.csv")
+    assert [r["step"] for r in rows_b] == [r["step"] for r in rows_a]
+    assert list(rows_b[0]) == list(rows_a[0])
+    for row_b, row_a in zip(rows_b, rows_a, strict=True):
+        for column in (*LOSSES, "gradient_penalty", "wasserstein"):
+            if row_a.get(column):
+                assert float(row_b[column]) == pytest.approx(float(row_a[column]), rel=rel,
+                                                             abs=1e-6), column
+        for column in ("d_acc_real", "d_acc_fake"):
+            if row_a.get(column):
+                assert abs(float(row_b[column]) - float(row_a[column])) <= 2 / n_judged + 1e-6
+
+
+# Float summation order differs between a batched matmul or grouped convolution and the single
+# one. WGAN-GP's Adam (beta1 = 0) moves every coordinate by about lr whatever its gradient's size,
+# so coordinates whose gradient is rounding noise drift apart faster: the same single run on 1
+# and on 2 threads differs by 1e-4 in G's gradient norm after 3 steps.
+@pytest.mark.parametrize(("overrides", "rel"), [
+    ([], 1e-4),  # dcgan28: grouped convolutions
+    (["model=mlp", "hacks=[smoothing,noisy]"], 1e-4),  # dropout masks, label noise per run
+    (["loss=wgan-gp"], 5e-3),  # the penalty's interpolates, double backward, 5 D steps
+    (["experiment=pacgan-ring8", "model.pack=2", "trainer.batch_size=32"], 1e-4),  # G's BN,
+], ids=["dcgan28", "mlp-dropout-labels", "wgan-gp", "pacgan2-simultaneous"])  # packing
+def test_each_seed_trains_as_it_would_alone(tmp_path, overrides, rel):
+    summaries = train_seeds(make_cfg(*overrides, *QUIET, "trainer.seeds=[3,5]"),
+                            tmp_path / "batched")
+    assert [s["seed"] for s in summaries] == [3, 5]
+    assert all(s["runs_in_process"] == 2 and s["steps"] == 6 for s in summaries)
+    for seed in (3, 5):
+        train(make_cfg(*overrides, *QUIET, f"seed={seed}"), tmp_path / f"alone{seed}")
+        batched, alone = tmp_path / f"batched/seed{seed}", tmp_path / f"alone{seed}"
+        cfg = make_cfg(*overrides, *QUIET)
+        _assert_same_rows(batched, alone, cfg.trainer.batch_size // 2, rel)
+        # Its directory is an ordinary run's: the same files, the config of seed=<s> alone
+        assert sorted(p.name for p in batched.iterdir()) == sorted(
+            p.name for p in alone.iterdir())
+        assert OmegaConf.load(batched / "config.yaml") == OmegaConf.load(alone / "config.yaml")
+        state_b = checkpoint.load(batched / "checkpoints/last.pt")
+        state_a = checkpoint.load(alone / "checkpoints/last.pt")
+        assert state_b.keys() == state_a.keys() and state_b["step"] == 6
+        for net in ("generator", "discriminator"):
+            for key, tensor in state_a[net].items():
+                torch.testing.assert_close(state_b[net][key], tensor, rtol=rel, atol=50 * rel,
+                                           msg=f"seed {seed}: {net}.{key}")
+        # The RNG streams are in the same place: every draw was the run's own
+        assert torch.equal(state_b["rng"]["torch"], state_a["rng"]["torch"])
+        assert torch.equal(state_b["fixed_z"], state_a["fixed_z"])
+
+
+def test_the_evaluation_and_verdict_of_each_seed_are_its_own(tmp_path):
+    summaries = train_seeds(make_cfg("trainer.seeds=[0,1]", debug="eval"), tmp_path / "b")
+    for seed, batched in zip((0, 1), summaries, strict=True):
+        alone = train(make_cfg(f"seed={seed}", debug="eval"), tmp_path / f"a{seed}")
+        assert batched["verdict"] == alone["verdict"]
+        assert batched["eval"].keys() == alone["eval"].keys()
+        for key in ("fid_mnist_cnn", "coverage_mnist_cnn", "classes_mnist_cnn", "kid_mnist_cnn"):
+            assert batched["eval"][key] == pytest.approx(alone["eval"][key], rel=1e-3), key
+        epoch_b = read_csv(tmp_path / f"b/seed{seed}/metrics.csv")[-1]
+        epoch_a = read_csv(tmp_path / f"a{seed}/metrics.csv")[-1]
+        assert float(epoch_b["epoch/fid_mnist_cnn"]) == pytest.approx(
+            float(epoch_a["epoch/fid_mnist_cnn"]), rel=1e-3)
+    assert summaries[0]["eval"]["fid_mnist_cnn"] != summaries[1]["eval"]["fid_mnist_cnn"]
+
+
+RESUMABLE = ["model=mlp", "trainer.log_every=1", "hacks=[noisy]", "trainer.batch_size=64",
+             "trainer.seeds=[0,1]"]
+
+
+def test_seeds_resume_bit_exactly_from_their_checkpoints(tmp_path):
+    train_seeds(make_cfg(*RESUMABLE, "trainer.max_steps=6"), tmp_path / "straight")
+    train_seeds(make_cfg(*RESUMABLE, "trainer.max_steps=3"), tmp_path / "resumed")
+    summaries = train_seeds(make_cfg(*RESUMABLE, "trainer.max_steps=6"), tmp_path / "resumed")
+    assert [s["resumed_from_step"] for s in summaries] == [3, 3]
+    for seed in (0, 1):
+        a, b = tmp_path / f"straight/seed{seed}", tmp_path / f"resumed/seed{seed}"
+        state_a, state_b = (checkpoint.load(p / "checkpoints/last.pt") for p in (a, b))
+        for net in ("generator", "discriminator", "g_optimizer", "d_optimizer"):
+            torch.testing.assert_close(state_b[net], state_a[net], rtol=0, atol=0)
+        assert [r["g_loss"] for r in read_csv(a / "metrics.csv")] == \
+            [r["g_loss"] for r in read_csv(b / "metrics.csv")]
+    # A seed's checkpoint is an ordinary run's: it resumes alone, too
+    alone = train(make_cfg(*RESUMABLE[:-1], "seed=1", "trainer.max_steps=8"),
+                  tmp_path / "resumed/seed1")
+    assert (alone["resumed_from_step"], alone["steps"]) == (6, 8)
+
+
+def test_seeds_at_different_steps_are_refused_with_the_fix(tmp_path):
+    train(make_cfg(*RESUMABLE[:-1], "seed=1", "trainer.max_steps=3"), tmp_path / "seed1")
+    with pytest.raises(ConfigError, match=r"trainer.resume.*seed 0: step 0, seed 1: step 3"):
+        train_seeds(make_cfg(*RESUMABLE, "trainer.max_steps=6"), tmp_path)
+
+
+@pytest.mark.parametrize("value", ["[]", "[1,1]", "[0,true]"])
+def test_bad_seed_lists_are_refused_before_anything_runs(tmp_path, value):
+    result = run_cli("src/train.py", "debug=fast", f"trainer.seeds={value}",
+                     f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 2
+    assert "trainer.seeds" in result.stderr and "Traceback" not in result.stderr
+    with pytest.raises(ConfigError, match="trainer.compile"):
+        train_seeds(make_cfg("trainer.seeds=[0,1]", "trainer.compile=true"), tmp_path)
+
+
+def test_the_entrypoint_writes_one_run_directory_and_wandb_run_per_seed(tmp_path):
+    result = run_cli("src/train.py", "debug=fast", "trainer.seeds=[0,2]",
+                     "logger.wandb.mode=offline", f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 0, result.stderr
+    for seed in (0, 2):
+        run = tmp_path / f"seed{seed}"
+        summary = json.loads((run / "summary.json").read_text())
+        assert (summary["seed"], summary["status"], summary["steps"]) == (seed, "finished", 3)
+        assert len(list((run / "wandb").glob("offline-run-*"))) == 1
+    ids = {(tmp_path / f"seed{s}/wandb_id").read_text() for s in (0, 2)}
+    assert len(ids) == 2
+
+
+def test_dropout_masks_are_drawn_from_each_runs_own_stream():
+    cfg = make_cfg("model=mlp")
+    members, states = [], []
+    for seed in (0, 1):
+        cfg.seed = seed
+        members.append(build(cfg).gan.discriminator)
+        states.append(checkpoint.rng_state())
+    x = torch.randn(2, 8, 1, 28, 28)
+    stacked = StackedModule(members, RunStreams(states))
+    out = stacked(x)
+    for k, member in enumerate(members):
+        checkpoint.restore_rng(states[k])
+        torch.testing.assert_close(out[k], member(x[k]))
+    # Dropout makes the outputs random: with other streams they differ
+    assert not torch.allclose(stacked(x), out)
+
+
+def test_a_stacked_gan_keeps_each_runs_optimiser_state():
+    gans, states = [], []
+    for seed in (0, 1):
+        gans.append(build(make_cfg(f"seed={seed}", "trainer.max_steps=2")).gan)
+        gans[-1].step()  # alone, before stacking (as a resumed run)
+        states.append(checkpoint.rng_state())
+    moments = [g.d_optimizer.state_dict()["state"][0]["exp_avg"].clone() for g in gans]
+    cfg = make_cfg()
+    stacked = StackedGAN.of(gans, RunStreams(states), cfg.optimizer,
+                            cfg.trainer.fused_optimizers)
+    for k in (0, 1):
+        member = stacked.member(k, optimizers=True)
+        assert torch.equal(member.d_optimizer.state_dict()["state"][0]["exp_avg"], moments[k])
+
+
+def test_a_sweep_of_seed_batches_lists_and_compares_every_seed(tmp_path):
+    from gancompare.compare import load_local
+
+    result = run_cli("src/train.py", "-m", "debug=fast", "loss=lsgan,hinge",
+                     "trainer.seeds=[0,1]", f"hydra.sweep.dir={tmp_path}")
+    assert result.returncode == 0, result.stderr
+    report = (tmp_path / "sweep_report.md").read_text()
+    assert report.count("| finished |") == 4 and "seed=1" in report
+    runs = load_local(tmp_path).table
+    assert sorted(zip(runs["loss"], runs["seed"], strict=True)) == [
+        ("hinge", 0), ("hinge", 1), ("lsgan", 0), ("lsgan", 1)]
+    assert set(runs["status"]) == {"finished"}
