@@ -91,6 +91,10 @@ class StackedModule(nn.Module):
         self.__dict__["template"] = copy.deepcopy(modules[0]).to("meta")
         self.__dict__["streams"] = streams
         self._dropout_shapes: dict[tuple[int, ...], list[torch.Size]] = {}
+        for module in self.template.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.register_forward_pre_hook(_norm_in_float32)
+                module.register_forward_hook(_norm_out_in_input_dtype)
 
     @property
     def stacked_buffers(self) -> list[Tensor]:
@@ -150,6 +154,19 @@ class StackedModule(nn.Module):
             p.copy_(s[k])
         for b, s in zip(module.buffers(), self.stacked_buffers, strict=True):
             b.copy_(s[k])
+
+
+def _norm_in_float32(module: nn.Module, args: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+    """Under autocast a single network's batch norm takes bf16 input with float32 weights (and
+    returns bf16); vmap's batch norm wants one dtype, so it runs in float32 and the output is
+    cast back, as the single one computes it."""
+    x = args[0]
+    module.__dict__["input_dtype"] = x.dtype
+    return (x.float(), *args[1:]) if x.dtype in (torch.bfloat16, torch.float16) else args
+
+
+def _norm_out_in_input_dtype(module: nn.Module, args: tuple[Tensor, ...], out: Tensor) -> Tensor:
+    return out.to(module.__dict__.pop("input_dtype", out.dtype))
 
 
 def stack_optimizer_state(optimizers: list[torch.optim.Optimizer]) -> dict[str, Any]:
