@@ -22,10 +22,12 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import types
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 
@@ -92,6 +94,8 @@ class StackedModule(nn.Module):
         self.__dict__["streams"] = streams
         self._dropout_shapes: dict[tuple[int, ...], list[torch.Size]] = {}
         for module in self.template.modules():
+            if type(module) is nn.Linear:
+                module.forward = types.MethodType(_weight_major_linear, module)
             if isinstance(module, nn.modules.batchnorm._BatchNorm):
                 module.register_forward_pre_hook(_norm_in_float32)
                 module.register_forward_hook(_norm_out_in_input_dtype)
@@ -156,6 +160,16 @@ class StackedModule(nn.Module):
             b.copy_(s[k])
 
 
+def _weight_major_linear(self: nn.Linear, x: Tensor) -> Tensor:
+    """nn.Linear as (W xᵀ)ᵀ: under vmap its weight gradient then comes out in the weight's own
+    layout (x Wᵀ gives it transposed, and backward copied it back: a fifth of an mlp step). The
+    output is a transposed view, which the next matmul reads as it is."""
+    if x.dim() != 2:
+        return F.linear(x, self.weight, self.bias)
+    y = (self.weight @ x.mT).mT
+    return y if self.bias is None else y + self.bias
+
+
 def _norm_in_float32(module: nn.Module, args: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
     """Under autocast a single network's batch norm takes bf16 input with float32 weights (and
     returns bf16); vmap's batch norm wants one dtype, so it runs in float32 and the output is
@@ -169,21 +183,33 @@ def _norm_out_in_input_dtype(module: nn.Module, args: tuple[Tensor, ...], out: T
     return out.to(module.__dict__.pop("input_dtype", out.dtype))
 
 
-def stack_optimizer_state(optimizers: list[torch.optim.Optimizer]) -> dict[str, Any]:
-    """The state dict of one optimiser over stacked parameters, from K single ones."""
+def _params(optimizer: torch.optim.Optimizer) -> list[Tensor]:
+    return [p for group in optimizer.param_groups for p in group["params"]]
+
+
+def stack_optimizer_state(optimizers: list[torch.optim.Optimizer],
+                          stacked: torch.optim.Optimizer) -> dict[str, Any]:
+    """The state dict of one optimiser over stacked parameters, from K single ones. Each
+    moment is laid out as its parameter: a fused optimiser reads them all as flat memory."""
     states = [o.state_dict() for o in optimizers]
-    stacked = copy.deepcopy(states[0])
-    for i, state in stacked["state"].items():
+    params = _params(stacked)
+    state_dict = copy.deepcopy(states[0])
+    for i, state in state_dict["state"].items():
         for key, value in state.items():
             if torch.is_tensor(value) and key != "step":  # the step count is shared
-                state[key] = torch.stack([s["state"][i][key] for s in states])
-    return stacked
+                state[key] = torch.empty_like(params[i]).copy_(
+                    torch.stack([s["state"][i][key] for s in states]))
+    return state_dict
 
 
-def optimizer_state_of(state_dict: dict[str, Any], k: int) -> dict[str, Any]:
-    """Run k's share of a stacked optimiser's state dict."""
+def optimizer_state_of(state_dict: dict[str, Any], k: int,
+                       optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """Run k's share of a stacked optimiser's state dict for its own `optimizer`: copies laid
+    out as its parameters (a view would keep, and a checkpoint save, every run's moments)."""
+    params = _params(optimizer)
     return {"param_groups": state_dict["param_groups"],
-            "state": {i: {key: value[k] if torch.is_tensor(value) and key != "step" else value
+            "state": {i: {key: (torch.empty_like(params[i]).copy_(value[k]) if key != "step"
+                                else value.clone()) if torch.is_tensor(value) else value
                           for key, value in state.items()}
                       for i, state in state_dict["state"].items()}}
 
@@ -211,8 +237,9 @@ class StackedGAN(GAN):
             g_optimizer=make_optimizer(cfg_optimizer.g, generator, fused),
             d_optimizer=make_optimizer(cfg_optimizer.d, discriminator, fused),
             channels_last=False), members=members, streams=streams)
-        gan.g_optimizer.load_state_dict(stack_optimizer_state([m.g_optimizer for m in members]))
-        gan.d_optimizer.load_state_dict(stack_optimizer_state([m.d_optimizer for m in members]))
+        for name in ("g_optimizer", "d_optimizer"):
+            getattr(gan, name).load_state_dict(stack_optimizer_state(
+                [getattr(m, name) for m in members], getattr(gan, name)))
         return gan
 
     @property
@@ -264,8 +291,8 @@ class StackedGAN(GAN):
             self.discriminator.copy_to(member.discriminator, k)
             if optimizers:
                 for name in ("g_optimizer", "d_optimizer"):
-                    getattr(member, name).load_state_dict(
-                        optimizer_state_of(getattr(self, name).state_dict(), k))
+                    getattr(member, name).load_state_dict(optimizer_state_of(
+                        getattr(self, name).state_dict(), k, getattr(member, name)))
             self._synced[k] = (self._version, optimizers)
         return member
 
