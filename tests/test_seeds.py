@@ -64,6 +64,9 @@ def test_each_seed_trains_as_it_would_alone(tmp_path, overrides, rel):
         state_b = checkpoint.load(batched / "checkpoints/last.pt")
         state_a = checkpoint.load(alone / "checkpoints/last.pt")
         assert state_b.keys() == state_a.keys() and state_b["step"] == 6
+        # its own tensors only: no view into the other runs' stacked storage
+        size_b, size_a = ((d / "checkpoints/last.pt").stat().st_size for d in (batched, alone))
+        assert size_b < 1.05 * size_a
         for net in ("generator", "discriminator"):
             for key, tensor in state_a[net].items():
                 torch.testing.assert_close(state_b[net][key], tensor, rtol=rel, atol=rel / 10,
@@ -202,3 +205,24 @@ def test_a_sweep_of_seed_batches_lists_and_compares_every_seed(tmp_path):
     assert sorted(zip(runs["loss"], runs["seed"], strict=True)) == [
         ("hinge", 0), ("hinge", 1), ("lsgan", 0), ("lsgan", 1)]
     assert set(runs["status"]) == {"finished"}
+
+
+@pytest.mark.parametrize("overrides", [
+    ["model=mlp"], ["model=dcgan28"], ["model=dcgan64", "data=fashion"],
+    ["model=pacgan-mlp", "data=grid25", "model.pack=4"],
+    ["model=veegan-dcgan", "optimizer=veegan"]], ids=lambda o: o[0].split("=")[1])
+def test_every_architecture_steps_as_its_single_network(overrides):
+    """One step of each model under vmap against the same seeds alone: the losses and gradient
+    norms to float summation order (later steps drift as any change of summation order does)."""
+    alone, members, states = [], [], []
+    for seed in (0, 1):
+        alone.append(build(make_cfg(*overrides, f"seed={seed}")).gan.step())
+        members.append(build(make_cfg(*overrides, f"seed={seed}")).gan)
+        states.append(checkpoint.rng_state())
+    cfg = make_cfg(*overrides)
+    stacked = StackedGAN.of(members, RunStreams(states), cfg.optimizer,
+                            cfg.trainer.fused_optimizers)
+    figures = stacked.step()
+    for k, single in enumerate(alone):
+        for name in (*LOSSES, "d_loss"):
+            assert figures[name][k].item() == pytest.approx(single[name].item(), rel=1e-4), name
