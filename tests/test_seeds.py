@@ -226,3 +226,53 @@ def test_every_architecture_steps_as_its_single_network(overrides):
     for k, single in enumerate(alone):
         for name in (*LOSSES, "d_loss"):
             assert figures[name][k].item() == pytest.approx(single[name].item(), rel=1e-4), name
+
+
+def test_a_seed_that_diverges_stops_alone_and_the_others_finish(tmp_path, monkeypatch):
+    honest_step = StackedGAN.step
+
+    def step_nan_in_run_1(self):
+        figures = honest_step(self)
+        if self._version >= 4:
+            figures["g_loss"] = figures["g_loss"] * torch.tensor([1.0, float("nan")])
+        return figures
+
+    monkeypatch.setattr(StackedGAN, "step", step_nan_in_run_1)
+    summaries = train_seeds(make_cfg(*QUIET, "trainer.seeds=[0,1]", "trainer.max_steps=8",
+                                     "trainer.log_every=2"), tmp_path)
+    assert [(s["status"], s["steps"]) for s in summaries] == [("finished", 8), ("diverged", 4)]
+    assert summaries[1]["verdict"] == "diverged" and summaries[1]["verdict_evidence"]["step"] == 4
+    assert summaries[0]["verdict"] != "diverged"
+    assert len(read_csv(tmp_path / "seed0/metrics.csv")) == 8
+    assert len(read_csv(tmp_path / "seed1/metrics.csv")) == 4
+
+
+def test_a_signal_checkpoints_every_seed_and_the_batch_resumes(tmp_path, monkeypatch):
+    import os
+    import signal
+
+    honest_step = StackedGAN.step
+
+    def step_then_sigterm(self):
+        figures = honest_step(self)
+        if self._version == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return figures
+
+    cfg = make_cfg(*RESUMABLE, "trainer.max_steps=6")
+    monkeypatch.setattr(StackedGAN, "step", step_then_sigterm)
+    previous = signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        stopped = train_seeds(cfg, tmp_path / "resumed")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert [(s["status"], s["steps"], s["signal"]) for s in stopped] == \
+        [("interrupted", 3, "SIGTERM")] * 2
+    assert [checkpoint.load(tmp_path / f"resumed/seed{s}/checkpoints/last.pt")["step"]
+            for s in (0, 1)] == [3, 3]
+    monkeypatch.setattr(StackedGAN, "step", honest_step)
+    resumed = train_seeds(cfg, tmp_path / "resumed")
+    straight = train_seeds(cfg, tmp_path / "straight")
+    assert [s["status"] for s in resumed] == ["finished"] * 2
+    for a, b in zip(straight, resumed, strict=True):
+        assert a["final_training"] == b["final_training"]

@@ -167,7 +167,7 @@ def loop(gan: GAN, runs: list[Run], started: float) -> list[dict[str, Any]]:
                         if run.divergence is not None:
                             run.status = "diverged"
                             log.error("%sNon-finite %s at step %d: stopping; the last good "
-                                      "checkpoint stays", seed_label(runs, run),
+                                      "checkpoint stays", seed_label(run, len(runs)),
                                       "/".join(run.divergence["columns"]),
                                       run.divergence["step"])
                     training = [(k, r) for k, r in training if r.status == "training"]
@@ -239,13 +239,14 @@ def finish(run: Run, gan: GAN, k: int, started: float, startup: float | None, st
     if stop.signal:
         summary["signal"] = stop.name
     run.dir.finish(summary)
-    log.info("%sVerdict: %s (%s)", seed_label([run, run], run), verdict["verdict"],
+    log.info("%sVerdict: %s (%s)", seed_label(run, runs_in_process), verdict["verdict"],
              verdict["reason"])
     return summary
 
 
-def seed_label(runs: list[Run], run: Run) -> str:
-    return f"seed {run.cfg.seed}: " if len(runs) > 1 else ""
+def seed_label(run: Run, runs_in_process: int) -> str:
+    """Which run a log line is about, when one process trains several."""
+    return f"seed {run.cfg.seed}: " if runs_in_process > 1 else ""
 
 
 def seconds_since_process_start(device: torch.device) -> float | None:
