@@ -51,19 +51,14 @@ def pacgan_table1(seeds: Sequence[int]) -> Table:
         metrics=["eval.mixture_modes", "eval.mixture_high_quality", "eval.mixture_reverse_kl"],
         default_steps=4000, published_steps=400_000,
         published={  # Lin et al. 2018, Table 1 (10 trials, mean ± s.e.)
-            "ring8 · GAN": {"modes": "6.3 ± 0.5", "high quality %": "98.2 ± 0.2",
-                          "reverse KL": "0.45 ± 0.09"},
-            "ring8 · PacGAN2": {"modes": "7.9 ± 0.1", "high quality %": "95.6 ± 2.0",
-                          "reverse KL": "0.07 ± 0.03"},
-            "ring8 · PacGAN4": {"modes": "7.8 ± 0.1", "high quality %": "98.5 ± 0.1",
-                          "reverse KL": "0.12 ± 0.03"},
-            "grid25 · GAN": {"modes": "17.3 ± 0.8", "high quality %": "94.8 ± 0.7",
-                           "reverse KL": "0.70 ± 0.07"},
-            "grid25 · PacGAN2": {"modes": "23.8 ± 0.5", "high quality %": "91.3 ± 0.8",
-                           "reverse KL": "0.13 ± 0.02"},
-            "grid25 · PacGAN4": {"modes": "24.8 ± 0.2", "high quality %": "93.6 ± 0.6",
-                           "reverse KL": "0.04 ± 0.01"},
-        },
+            group: {"modes": modes, "high quality %": quality, "reverse KL": kl}
+            for group, modes, quality, kl in (
+                ("ring8 · GAN", "6.3 ± 0.5", "98.2 ± 0.2", "0.45 ± 0.09"),
+                ("ring8 · PacGAN2", "7.9 ± 0.1", "95.6 ± 2.0", "0.07 ± 0.03"),
+                ("ring8 · PacGAN4", "7.8 ± 0.1", "98.5 ± 0.1", "0.12 ± 0.03"),
+                ("grid25 · GAN", "17.3 ± 0.8", "94.8 ± 0.7", "0.70 ± 0.07"),
+                ("grid25 · PacGAN2", "23.8 ± 0.5", "91.3 ± 0.8", "0.13 ± 0.02"),
+                ("grid25 · PacGAN4", "24.8 ± 0.2", "93.6 ± 0.6", "0.04 ± 0.01"))},
         notes="Protocol: `experiment=pacgan-ring8` / `pacgan-grid25` with `model.pack=1, 2, 4` "
               "(PacGAN's code: pacgan-mlp, Adam 1e-4 / 0.8, simultaneous updates, batch 100 "
               "packs, metrics on 2,500 samples of a fixed latent set). Published: Lin et al. "
