@@ -100,3 +100,34 @@ def test_inception_features_come_from_a_local_weights_file(tmp_path):
     space = InceptionSpace(_fake_fid_inception_weights(tmp_path / "w.pth"), torch.device("cpu"))
     features, predictions = space(torch.rand(4, 1, 28, 28) * 2 - 1)  # grayscale is repeated
     assert features.shape == (4, 2048) and predictions is None and space.name == "inception"
+
+
+def test_the_probe_tells_a_saturated_generator_from_a_healthy_one(tmp_path):
+    import torch
+
+    from gancompare.reevaluation import load_run, probe_generator
+
+    train(make_cfg("model=mlp", "trainer.max_steps=3"), tmp_path)
+    built, state, _ = load_run(tmp_path)
+    d_before = {k: v.clone() for k, v in built.gan.discriminator.state_dict().items()}
+    healthy = probe_generator(built, 128)
+    assert state["step"] == 3 and healthy["sample_spread"] > 1e-3
+    assert 0 <= healthy["output_at_bound"] < 0.5 < healthy["real_at_bound"] < 1
+    assert healthy["g_grad_norm"] > 1e-3 and healthy["g_loss"] > 0
+    # G's last layer driven deep into tanh's flat end: one constant image, no gradient left
+    last = [m for m in built.gan.generator.modules() if isinstance(m, torch.nn.Linear)][-1]
+    with torch.no_grad():
+        last.bias.fill_(100.0)
+    dead = probe_generator(built, 128)
+    assert dead["sample_spread"] == 0 and dead["output_at_bound"] == 1
+    assert dead["g_grad_norm"] < 1e-6
+    # the probe changes neither network: D's weights and statistics as loaded, no gradients kept
+    for key, value in built.gan.discriminator.state_dict().items():
+        assert torch.equal(value, d_before[key]), key
+    assert all(p.grad is None for p in built.gan.generator.parameters())
+
+    out = run_cli("src/evaluate.py", str(tmp_path), "--probe", "--samples", "64", timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    printed = json.loads(out.stdout)
+    assert printed["step"] == 3 and printed["sample_spread"] > 1e-3
+    assert not (tmp_path / "summary.json").read_text().count("evaluated_step")  # nothing written

@@ -10,19 +10,22 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
 from omegaconf import OmegaConf
 
 from gancompare import PROJECT_ROOT, checkpoint
-from gancompare.build import build
+from gancompare.build import Built, build
 from gancompare.errors import ConfigError
+from gancompare.gan import frozen
 from gancompare.run_dir import columns, flat_summary, read_rows, write_summary
 from gancompare.tracking import WandbRun
 from gancompare.verdict import judge
 
 
-def evaluate_run(run_dir: Path, checkpoint_path: Path | None = None, samples: int | None = None,
-                 device: str | None = None) -> dict[str, Any]:
-    """Recompute a run's metrics and verdict from a checkpoint (default: checkpoints/last.pt)."""
+def load_run(run_dir: Path, checkpoint_path: Path | None = None,
+             device: str | None = None) -> tuple[Built, dict[str, Any], Path]:
+    """A finished run rebuilt from its config.yaml with a checkpoint's weights (default:
+    checkpoints/last.pt): the built run, the checkpoint's state and its path."""
     run_dir = Path(run_dir)
     config_path = run_dir / "config.yaml"
     if not config_path.is_file():
@@ -42,6 +45,15 @@ def evaluate_run(run_dir: Path, checkpoint_path: Path | None = None, samples: in
         raise ConfigError("--checkpoint", f"{error} (not a readable checkpoint)",
                           "pass another of the run's checkpoints/*.pt") from None
     built.gan.load_state_dict(state)
+    return built, state, checkpoint_path
+
+
+def evaluate_run(run_dir: Path, checkpoint_path: Path | None = None, samples: int | None = None,
+                 device: str | None = None) -> dict[str, Any]:
+    """Recompute a run's metrics and verdict from a checkpoint (default: checkpoints/last.pt)."""
+    run_dir = Path(run_dir)
+    built, state, checkpoint_path = load_run(run_dir, checkpoint_path, device)
+    cfg = built.cfg
     started = time.perf_counter()
     figures = built.evaluator.evaluate(built.gan.sample, samples or cfg.eval.final_samples)
     figures["eval_seconds"] = time.perf_counter() - started
@@ -64,3 +76,35 @@ def evaluate_run(run_dir: Path, checkpoint_path: Path | None = None, samples: in
     wandb.summary(flat_summary(summary))
     wandb.finish()
     return summary
+
+
+def probe_generator(built: Built, n: int = 256) -> dict[str, float]:
+    """Why a run's G stopped learning, at its checkpoint (`src/evaluate.py --probe`), on n latents
+    and n real samples:
+      sample_spread: per-feature standard deviation across samples, averaged (0: one sample for
+        every latent);
+      output_at_bound: share of image outputs at |x| >= 0.99, where tanh's gradient has vanished
+        (NaN for non-image data, whose G ends linear); real_at_bound, the same share of real
+        images, is what a healthy G approaches (MNIST's background alone is most of it);
+      d_real, d_fake: D's mean raw output on real and generated samples;
+      g_loss, g_grad_norm: G's loss and the norm of its gradient, as its next update would see them
+        (training mode, nothing stepped; batch-norm running statistics move in memory only)."""
+    gan = built.gan
+    fake = gan.generate(gan.latent(n)).float()
+    real = gan.real_batch(n).float()
+    spread = fake.flatten(1).std(0).mean().item()
+    image = fake.dim() > 2
+    at_bound = (fake.abs() >= 0.99).float().mean().item() if image else float("nan")
+    real_at_bound = (real.abs() >= 0.99).float().mean().item() if image else float("nan")
+    with torch.no_grad():
+        d_real = gan.D(gan.real_batch(n)).mean().item()
+        d_fake = gan.D(gan.fake_batch(gan.latent(n * gan.pack))).mean().item()
+    gan.generator.zero_grad(set_to_none=True)
+    with frozen(gan.discriminator):
+        loss = gan.objective.g(gan.D(gan.fake_batch(gan.latent(n * gan.pack))))
+        loss.backward()
+    norm = gan.grad_norm(gan.generator).item()
+    gan.generator.zero_grad(set_to_none=True)
+    return {"sample_spread": spread, "output_at_bound": at_bound, "real_at_bound": real_at_bound,
+            "d_real": d_real,
+            "d_fake": d_fake, "g_loss": loss.item(), "g_grad_norm": norm}
