@@ -64,12 +64,16 @@ def test_reproduce_trains_a_tiny_table_and_writes_its_section_and_figures(tmp_pa
     stamp = (runs / "ring8_pack1_s0" / "summary.json").stat().st_mtime_ns
     discussion = tmp_path / "docs" / "results" / "pacgan-table1-discussion.md"
     discussion.write_text("Why ours differ: the budget.\n")
+    reading = tmp_path / "docs" / "results" / "summary.md"
+    reading.write_text("## What the tables say\n\nPacking helps.\n")
     again = run_cli(*args)  # finished runs are kept, the section rewritten
     assert again.returncode == 0 and "0 of 2 runs to train" in again.stdout
     assert (runs / "ring8_pack1_s0" / "summary.json").stat().st_mtime_ns == stamp
     rewritten = (tmp_path / "docs" / "results" / "pacgan-table1.md").read_text()
     assert "\nWhy ours differ: the budget.\n" in rewritten  # the hand-written part
     assert discussion.is_file()
+    page = (tmp_path / "docs" / "results.md").read_text()
+    assert page.index("## What the tables say\n\nPacking helps.\n") < page.index(rewritten)
 
 
 def test_an_unknown_table_or_an_empty_selection_is_refused():

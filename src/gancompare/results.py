@@ -6,7 +6,8 @@ A `Table` (result_tables.py) names its runs, groups, metrics and published figur
 `report_table` turns the finished runs into a markdown section with small PNGs under
 docs/results/<table>/, plus the hand-written reading of why ours differ
 (docs/results/<table>-discussion.md) where there is one. `write_page` assembles docs/results.md
-from every section written so far, so each table is produced and committed on its own.
+from every section written so far, so each table is produced and committed on its own, after
+the hand-written reading of all of them (docs/results/summary.md).
 Run directories: <out>/<table>/steps<budget>/<run>.
 """
 
@@ -277,11 +278,14 @@ Run directories: `outputs/results/<table>/steps<budget>/`.
 
 
 def write_page(docs: Path, order: Sequence[str]) -> Path:
-    """docs/results.md from every table section written so far, in `order`."""
+    """docs/results.md from every table section written so far, in `order`, after the
+    hand-written reading of them all (docs/results/summary.md) where there is one."""
     sections = [docs / "results" / f"{name}.md" for name in order]
     present = [s for s in sections if s.is_file()]
     missing = [s.stem for s in sections if not s.is_file()]
-    text = PAGE_HEADER + "\n" + "\n".join(s.read_text() for s in present)
+    summary = docs / "results" / "summary.md"
+    reading = [summary.read_text().strip() + "\n"] if summary.is_file() else []
+    text = PAGE_HEADER + "\n" + "\n".join(reading + [s.read_text() for s in present])
     if missing:
         text += "\n## Not produced yet\n\n" + "".join(
             f"- {name}: `python scripts/reproduce.py {name}`\n" for name in missing)
