@@ -31,6 +31,19 @@ def test_a_table_shows_mean_and_standard_error_beside_the_published_figure():
     assert shown.loc["grid25 · GAN", "reverse KL (published)"] == "0.70 ± 0.07"
 
 
+def test_groups_follow_the_order_the_table_defines():
+    table = tables([0, 1])["losses-mixtures"]
+    names = list(table.runs)[::-1]  # as a directory listing might give them
+    runs = table.with_columns(pd.DataFrame({
+        "run": [f"out/losses-mixtures/steps4000/{n}" for n in names],
+        "data": [n.split("_")[0] for n in names], "loss": [n.split("_")[1] for n in names],
+        "verdict": "stable"}))
+    assert list(runs["run"].str.rsplit("/", n=1).str[-1]) == list(table.runs)
+    groups = list(metrics_table(runs, table)["group"])
+    assert groups[:2] == ["ring8 · minimax", "ring8 · non-saturating"] and len(groups) == 12
+    assert groups[6].startswith("grid25 · ") and runs["setting"].iloc[0] == "ring8_minimax"
+
+
 def test_every_table_names_runs_of_the_project_configs():
     for name, table in tables([0]).items():
         assert table.runs, name

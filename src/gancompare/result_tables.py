@@ -26,9 +26,13 @@ class Table:
     variants: dict[int, str] = field(default_factory=dict)  # model.pack -> the paper's name
 
     def with_columns(self, runs_table: pd.DataFrame) -> pd.DataFrame:
-        """The runs with a `setting` column (the run's name in the table, seed aside) and a
-        `variant` column (the paper's name of each packing degree)."""
+        """The runs in the table's order (so its groups are too), with a `setting` column (the
+        run's name in the table, seed aside) and a `variant` column (the paper's name of each
+        packing degree)."""
         names = runs_table["run"].str.rsplit("/", n=1).str[-1]
+        order = names.map({name: i for i, name in enumerate(self.runs)})
+        runs_table = runs_table.iloc[order.argsort(kind="stable")]
+        names = names.loc[runs_table.index]
         runs_table = runs_table.assign(setting=names.str.replace(r"_s\d+$", "", regex=True))
         if not self.variants or "config.model.pack" not in runs_table:
             return runs_table
