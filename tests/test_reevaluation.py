@@ -102,6 +102,24 @@ def test_inception_features_come_from_a_local_weights_file(tmp_path):
     assert features.shape == (4, 2048) and predictions is None and space.name == "inception"
 
 
+def test_the_probe_leaves_batch_norm_statistics_as_loaded(tmp_path):
+    import torch
+
+    from gancompare.reevaluation import load_run, probe_generator
+
+    train(make_cfg("model=dcgan28", "model.g_norm=batch", "model.d_norm=batch",
+                   "trainer.max_steps=2"), tmp_path)
+    built, _, _ = load_run(tmp_path)
+    nets = {"G": built.gan.generator, "D": built.gan.discriminator}
+    before = {(name, k): v.clone() for name, net in nets.items()
+              for k, v in net.state_dict().items()}
+    assert any("running_mean" in k for _, k in before)  # batch norm to disturb
+    probe_generator(built, 64)
+    for name, net in nets.items():
+        for key, value in net.state_dict().items():
+            assert torch.equal(value, before[name, key]), f"{name}.{key}"
+
+
 def test_the_probe_tells_a_saturated_generator_from_a_healthy_one(tmp_path):
     import torch
 

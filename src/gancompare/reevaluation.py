@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,7 @@ from omegaconf import OmegaConf
 from gancompare import PROJECT_ROOT, checkpoint
 from gancompare.build import Built, build
 from gancompare.errors import ConfigError
-from gancompare.gan import frozen
+from gancompare.gan import GAN, frozen
 from gancompare.run_dir import columns, flat_summary, read_rows, write_summary
 from gancompare.tracking import WandbRun
 from gancompare.verdict import judge
@@ -88,8 +90,26 @@ def probe_generator(built: Built, n: int = 256) -> dict[str, float]:
         images, is what a healthy G approaches (MNIST's background alone is most of it);
       d_real, d_fake: D's mean raw output on real and generated samples;
       g_loss, g_grad_norm: G's loss and the norm of its gradient, as its next update would see them
-        (training mode, nothing stepped; batch-norm running statistics move in memory only)."""
+        (training mode, nothing stepped; batch-norm running statistics are put back after)."""
     gan = built.gan
+    with buffers_kept(gan.generator, gan.discriminator):
+        return _probe(gan, n)
+
+
+@contextmanager
+def buffers_kept(*modules: torch.nn.Module) -> Iterator[None]:
+    """Restore the modules' buffers (batch-norm running statistics and counters) on exit, so that
+    forward passes in training mode leave the networks as loaded."""
+    kept = [(buffer, buffer.clone()) for m in modules for buffer in m.buffers()]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for buffer, value in kept:
+                buffer.copy_(value)
+
+
+def _probe(gan: GAN, n: int) -> dict[str, float]:
     fake = gan.generate(gan.latent(n)).float()
     real = gan.real_batch(n).float()
     spread = fake.flatten(1).std(0).mean().item()
