@@ -3,7 +3,7 @@
 Trains the table's runs that are missing (separate `src/train.py` processes, `--jobs` at a time
 with `--threads` torch threads each; finished runs are kept, interrupted ones resume), then
 writes its section of docs/results.md with small PNGs under docs/results/<table>/. `all` (what
-`make results` runs) does every table in turn. Tables: pacgan-table1, stacked-mnist,
+`make results` runs) does every table in turn. Tables: pacgan-table1, pacgan-trend, stacked-mnist,
 losses-mnist8, losses-mnist8-shared, losses-fashion, scenarios, losses-mixtures.
 
 `--only REGEX` trains and reports only the matching runs. `--steps` sets trainer.max_steps (the
