@@ -1,7 +1,8 @@
 """Reproduce a results table: `python scripts/reproduce.py <table> [--steps N] [--seeds ...]`.
 
 Trains the table's runs that are missing (separate `src/train.py` processes, `--jobs` at a time
-with `--threads` torch threads each; finished runs are kept, interrupted ones resume), then
+with `--threads` torch threads each; finished runs are kept, interrupted ones resume, and a run
+whose config equals a finished run of another table is copied from it), then
 writes its section of docs/results.md with small PNGs under docs/results/<table>/. `all` (what
 `make results` runs) does every table in turn. Tables: pacgan-table1, pacgan-trend, stacked-mnist,
 losses-mnist8, losses-mnist8-shared, losses-fashion, scenarios, losses-mixtures.

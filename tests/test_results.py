@@ -10,7 +10,7 @@ import pandas as pd
 from conftest import run_cli
 
 from gancompare.result_tables import pacgan_table1, tables
-from gancompare.results import metrics_table
+from gancompare.results import composed, config_identity, metrics_table
 
 
 def test_a_table_shows_mean_and_standard_error_beside_the_published_figure():
@@ -89,6 +89,30 @@ def test_reproduce_trains_a_tiny_table_and_writes_its_section_and_figures(tmp_pa
     assert discussion.is_file()
     page = (tmp_path / "docs" / "results.md").read_text()
     assert page.index("## What the tables say\n\nPacking helps.\n") < page.index(rewritten)
+
+    # pacgan-trend's ring8 runs at the same budget are those same runs: copied, not trained again
+    trend = run_cli(*[a.replace("pacgan-table1", "pacgan-trend") for a in args])
+    assert trend.returncode == 0 and "0 of 2 runs to train" in trend.stdout, trend.stderr[-2000:]
+    copy = tmp_path / "out" / "pacgan-trend" / "steps6" / "ring8_pack1_s0"
+    assert (copy / "reused_from.txt").read_text().strip() == str(runs / "ring8_pack1_s0")
+    assert (copy / "summary.json").read_text() == (runs / "ring8_pack1_s0" / "summary.json")\
+        .read_text()
+    trend_section = (tmp_path / "docs" / "results" / "pacgan-trend.md").read_text()
+    assert "2 of 2 finished" in trend_section and "not counted: 2 of the runs" in trend_section
+
+
+def test_configs_that_differ_only_in_how_a_run_is_executed_are_one_run():
+    mnist8 = tables([0])
+    paper, shared = mnist8["losses-mnist8"].runs, mnist8["losses-mnist8-shared"].runs
+
+    def identity(overrides: list[str], threads: int = 1) -> str:
+        return config_identity(composed([*overrides, f"trainer.threads={threads}",
+                                         "logger.wandb.mode=offline", "hydra.run.dir=x"]))
+
+    # minimax's paper optimiser is the shared one; WGAN-GP's (5 D steps, Adam 1e-4) is not
+    assert identity(paper["minimax_s0"]) == identity(shared["minimax_s0"], threads=2)
+    assert identity(paper["wgan-gp_s0"]) != identity(shared["wgan-gp_s0"])
+    assert identity(paper["minimax_s0"]) != identity(["loss=minimax", "data=mnist8", "seed=1"])
 
 
 def test_an_unknown_table_or_an_empty_selection_is_refused():

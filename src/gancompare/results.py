@@ -32,6 +32,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
+from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from gancompare import PROJECT_ROOT  # noqa: E402
 from gancompare.compare import (  # noqa: E402
@@ -86,13 +87,66 @@ def is_done(run_dir: Path) -> bool:
                                                                                "diverged")
 
 
+# How a run is executed, not what it computes: configs that differ only here are the same run.
+EXECUTION_KEYS = (("trainer", "threads"), ("trainer", "progress_bar"), ("logger",))
+REUSED_FROM = "reused_from.txt"  # in a run copied from an identical finished run
+
+
+def config_identity(cfg: DictConfig) -> str:
+    """The composed config (interpolations unresolved) without EXECUTION_KEYS, as one string."""
+    container = OmegaConf.to_container(cfg, resolve=False)
+    for *parents, leaf in EXECUTION_KEYS:
+        node = container
+        for key in parents:
+            node = node.get(key) or {}
+        node.pop(leaf, None)
+    return json.dumps(container, sort_keys=True)
+
+
+def composed(overrides: Sequence[str]) -> DictConfig:
+    """The config `src/train.py <overrides>` composes (what it saves as .hydra/config.yaml)."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
+        return compose(config_name="train",
+                       overrides=[o for o in overrides if not o.startswith("hydra.")])
+
+
+def finished_twins(out: Path) -> dict[str, Path]:
+    """config identity -> a finished run of any table under `out` (not itself a copy)."""
+    twins: dict[str, Path] = {}
+    for summary in sorted(Path(out).glob("*/*/*/summary.json")):
+        run = summary.parent
+        saved = run / ".hydra" / "config.yaml"
+        if is_done(run) and saved.is_file() and not (run / REUSED_FROM).is_file():
+            twins.setdefault(config_identity(OmegaConf.load(saved)), run)
+    return twins
+
+
+def reuse(twin: Path, run_dir: Path) -> None:
+    """Copy a finished run whose config equals this one's instead of training it again (the
+    same config and seed train the same run); W&B's files stay with the original."""
+    shutil.copytree(twin, run_dir, ignore=shutil.ignore_patterns("wandb"))
+    (run_dir / REUSED_FROM).write_text(f"{twin}\n")
+    print(f"  {run_dir.name}: copied from {twin}", flush=True)
+
+
 def train_table(table: Table, out: Path, steps: int | None, jobs: int = 2, threads: int = 1,
                 wandb: str = "disabled", extra: Sequence[str] = ()) -> dict[str, float]:
     """Train every run of `table` that has no finished summary; returns run -> wall seconds of
-    the runs trained now. Each run is a separate `src/train.py` process with its log beside."""
+    the runs trained now. Each run is a separate `src/train.py` process with its log beside.
+    A run not started yet whose config equals a finished run's under `out` (another table's,
+    e.g. a loss whose paper optimiser is the shared one) is copied from it instead."""
     root = budget_dir(out, table, steps)
     root.mkdir(parents=True, exist_ok=True)
     todo = [(name, o) for name, o in table.runs.items() if not is_done(root / name)]
+    twins = finished_twins(out) if todo else {}
+    for name, overrides in list(todo):
+        command = run_command(root / name, [*overrides, *extra], steps, threads, wandb)
+        twin = twins.get(config_identity(composed(command[2:])))
+        if twin is not None and not (root / name).exists():
+            reuse(twin, root / name)
+            todo.remove((name, overrides))
     walls: dict[str, float] = {}
 
     def one(job: tuple[str, list[str]]) -> None:
@@ -207,10 +261,15 @@ def report_table(table: Table, out: Path, steps: int | None, docs: Path,
     for name in ("final_metrics", "verdict_heatmap", "samples_mosaic"):
         shrink(compared / f"{name}.png", figures / f"{name}.png")
     curves = plot_curves(runs, table, figures)
-    summaries = [json.loads(p.read_text()) for p in sorted(root.glob("*/summary.json"))]
-    finished = [s for s in summaries if s.get("status") in ("finished", "diverged")]
-    wall = sum(s.get("wall_time_s") or 0 for s in finished)
-    ms = [s["ms_per_step"] for s in finished if s.get("ms_per_step")]
+    summaries = {p.parent: json.loads(p.read_text()) for p in sorted(root.glob("*/summary.json"))}
+    done = {run: s for run, s in summaries.items() if s.get("status") in ("finished", "diverged")}
+    finished = list(done.values())
+    copied = [run for run in done if (run / REUSED_FROM).is_file()]
+    trained = [s for run, s in done.items() if run not in copied]
+    wall = sum(s.get("wall_time_s") or 0 for s in trained)
+    ms = [s["ms_per_step"] for s in trained if s.get("ms_per_step")]
+    reused = (f"; not counted: {len(copied)} of the runs, copied from identical finished runs "
+              f"of other tables (each run's `{REUSED_FROM}` names its original)" if copied else "")
     steps_run = "/".join(str(n) for n in sorted({s.get("steps") for s in finished}))
     budget = (f"{steps} steps per run" if steps else f"the config's own {steps_run} steps")
     if steps and table.published_steps:
@@ -223,8 +282,7 @@ def report_table(table: Table, out: Path, steps: int | None, docs: Path,
              f"- Runs: {len(finished)} of {len(table.runs)} finished; budget: {budget}.",
              f"- Wall time: {wall / 60:.1f} min of run time in all (sum over runs; "
              f"{(sum(ms) / len(ms) if ms else float('nan')):.1f} ms per step on average, "
-             "epoch evaluations included), "
-             f"on {machine()}.", "",
+             f"epoch evaluations included), on {machine()}{reused}.", "",
              shown.to_markdown(index=False), "", reading(runs.table, table), ""]
     discussion = docs / "results" / f"{table.name}-discussion.md"
     if discussion.is_file():  # written by hand about these runs; kept across rewrites
