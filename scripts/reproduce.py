@@ -25,8 +25,9 @@ import time
 from pathlib import Path
 
 from gancompare import PROJECT_ROOT
+from gancompare.result_runs import train_table
 from gancompare.result_tables import tables
-from gancompare.results import report_table, train_table, write_page
+from gancompare.results import report_table, write_page
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--docs", type=Path, default=PROJECT_ROOT / "docs")
     parser.add_argument("--only", metavar="REGEX",
                         help="only the runs whose name matches (e.g. 'ring8_pack[12]_s0')")
+    parser.add_argument("--batch-seeds", action="store_true",
+                        help="each setting's seeds as one trainer.seeds process (for a GPU)")
     parser.add_argument("--report-only", action="store_true", help="train nothing")
     args = parser.parse_args(argv)
     argv = sys.argv[1:] if argv is None else argv
@@ -63,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         steps = args.steps or table.default_steps
         started = time.perf_counter()
         if not args.report_only:
-            train_table(table, args.out, steps, args.jobs, args.threads, args.wandb, args.extra)
+            train_table(table, args.out, steps, args.jobs, args.threads, args.wandb, args.extra,
+                        args.batch_seeds)
         try:
             # The command that reproduces the section (what --report-only reports on)
             command = "python scripts/reproduce.py " + shlex.join(

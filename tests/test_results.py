@@ -9,8 +9,9 @@ import math
 import pandas as pd
 from conftest import run_cli
 
+from gancompare.result_runs import composed, config_identity
 from gancompare.result_tables import pacgan_table1, tables
-from gancompare.results import composed, config_identity, metrics_table
+from gancompare.results import metrics_table
 
 
 def test_a_table_shows_mean_and_standard_error_beside_the_published_figure():
@@ -120,3 +121,29 @@ def test_an_unknown_table_or_an_empty_selection_is_refused():
     assert unknown.returncode == 2 and "invalid choice: 'table9'" in unknown.stderr
     empty = run_cli("scripts/reproduce.py", "scenarios", "--only", "nothing", "--report-only")
     assert empty.returncode == 2 and "matches no run of scenarios" in empty.stderr
+
+
+def test_batch_seeds_trains_a_setting_s_seeds_in_one_process_and_resumes_it(tmp_path):
+    args = ["scripts/reproduce.py", "pacgan-table1", "--only", "ring8_pack2", "--seeds", "0", "1",
+            "--steps", "6", "--batch-seeds", "--out", str(tmp_path / "out"), "--docs",
+            str(tmp_path / "docs")]
+    first = run_cli(*args)
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert "2 of 2 runs to train" in first.stdout and "as 1 processes" in first.stdout
+    runs = tmp_path / "out" / "pacgan-table1" / "steps6"
+    batch = tmp_path / "out" / "pacgan-table1" / "batches-steps6" / "ring8_pack2_s0-1"
+    for seed in (0, 1):
+        run = runs / f"ring8_pack2_s{seed}"
+        assert run.is_symlink() and run.resolve() == batch / f"seed{seed}"
+        summary = json.loads((run / "summary.json").read_text())
+        assert summary["status"] == "finished" and summary["steps"] == 6
+        assert summary["seed"] == seed and summary["runs_in_process"] == 2
+    section = (tmp_path / "docs" / "results" / "pacgan-table1.md").read_text()
+    assert "2 of 2 finished" in section and "| ring8 · PacGAN2 |      2 |" in section
+
+    (runs / "ring8_pack2_s1" / "summary.json").unlink()  # as if stopped before the end
+    again = run_cli(*args)  # the batch resumes as it was started, from its checkpoints
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "1 of 2 runs to train" in again.stdout and "2 of 2 runs done" in again.stdout
+    resumed = json.loads((runs / "ring8_pack2_s1" / "summary.json").read_text())
+    assert resumed["steps"] == 6 and resumed["resumed_from_step"] == 6

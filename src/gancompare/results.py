@@ -2,12 +2,11 @@
 entrypoint, judged and compared by its own code, and written into docs/results.md.
 
 A `Table` (result_tables.py) names its runs, groups, metrics and published figures.
-`train_table` runs what is missing (a run with a summary is kept, an interrupted one resumes).
-`report_table` turns the finished runs into a markdown section with small PNGs under
-docs/results/<table>/, plus the hand-written reading of why ours differ
-(docs/results/<table>-discussion.md) where there is one. `write_page` assembles docs/results.md
-from every section written so far, so each table is produced and committed on its own, after
-the hand-written reading of all of them (docs/results/summary.md).
+`result_runs.train_table` runs what is missing. `report_table` turns the finished runs into a
+markdown section with small PNGs under docs/results/<table>/, plus the hand-written reading of
+why ours differ (docs/results/<table>-discussion.md) where there is one. `write_page` assembles
+docs/results.md from every section written so far, so each table is produced and committed on
+its own, after the hand-written reading of all of them (docs/results/summary.md).
 Run directories: <out>/<table>/steps<budget>/<run>.
 """
 
@@ -19,11 +18,7 @@ import math
 import os
 import platform
 import shutil
-import subprocess
-import sys
-import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import matplotlib
@@ -32,14 +27,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
-from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
-from gancompare import PROJECT_ROOT  # noqa: E402
 from gancompare.compare import (  # noqa: E402
     VERDICTS,
     compare,
     load_local,
 )
+from gancompare.result_runs import REUSED_FROM, budget_dir  # noqa: E402
 from gancompare.result_tables import Table  # noqa: E402
 
 # Final metrics a table can show: run-table column -> (heading, scale, decimals).
@@ -65,104 +59,6 @@ CURVES = {
     "epoch/fid_fashion_cnn": "FID (Fashion CNN)",
 }
 DOCS_DPI = 70  # the committed PNGs stay small
-
-
-# ---- training ----
-
-def budget_dir(out: Path, table: Table, steps: int | None) -> Path:
-    return Path(out) / table.name / (f"steps{steps}" if steps else "full")
-
-
-def run_command(run_dir: Path, overrides: Sequence[str], steps: int | None, threads: int,
-                wandb: str) -> list[str]:
-    return [sys.executable, str(PROJECT_ROOT / "src" / "train.py"), *overrides,
-            *([f"trainer.max_steps={steps}"] if steps else []), f"trainer.threads={threads}",
-            "trainer.progress_bar=false", f"logger.wandb.mode={wandb}",
-            f"hydra.run.dir={run_dir}"]
-
-
-def is_done(run_dir: Path) -> bool:
-    path = run_dir / "summary.json"
-    return path.is_file() and json.loads(path.read_text()).get("status") in ("finished",
-                                                                               "diverged")
-
-
-# How a run is executed, not what it computes: configs that differ only here are the same run.
-EXECUTION_KEYS = (("trainer", "threads"), ("trainer", "progress_bar"), ("logger",))
-REUSED_FROM = "reused_from.txt"  # in a run copied from an identical finished run
-
-
-def config_identity(cfg: DictConfig) -> str:
-    """The composed config (interpolations unresolved) without EXECUTION_KEYS, as one string."""
-    container = OmegaConf.to_container(cfg, resolve=False)
-    for *parents, leaf in EXECUTION_KEYS:
-        node = container
-        for key in parents:
-            node = node.get(key) or {}
-        node.pop(leaf, None)
-    return json.dumps(container, sort_keys=True)
-
-
-def composed(overrides: Sequence[str]) -> DictConfig:
-    """The config `src/train.py <overrides>` composes (what it saves as .hydra/config.yaml)."""
-    from hydra import compose, initialize_config_dir
-
-    with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
-        return compose(config_name="train",
-                       overrides=[o for o in overrides if not o.startswith("hydra.")])
-
-
-def finished_twins(out: Path) -> dict[str, Path]:
-    """config identity -> a finished run of any table under `out` (not itself a copy)."""
-    twins: dict[str, Path] = {}
-    for summary in sorted(Path(out).glob("*/*/*/summary.json")):
-        run = summary.parent
-        saved = run / ".hydra" / "config.yaml"
-        if is_done(run) and saved.is_file() and not (run / REUSED_FROM).is_file():
-            twins.setdefault(config_identity(OmegaConf.load(saved)), run)
-    return twins
-
-
-def reuse(twin: Path, run_dir: Path) -> None:
-    """Copy a finished run whose config equals this one's instead of training it again (the
-    same config and seed train the same run); W&B's files stay with the original."""
-    shutil.copytree(twin, run_dir, ignore=shutil.ignore_patterns("wandb"))
-    (run_dir / REUSED_FROM).write_text(f"{twin}\n")
-    print(f"  {run_dir.name}: copied from {twin}", flush=True)
-
-
-def train_table(table: Table, out: Path, steps: int | None, jobs: int = 2, threads: int = 1,
-                wandb: str = "disabled", extra: Sequence[str] = ()) -> dict[str, float]:
-    """Train every run of `table` that has no finished summary; returns run -> wall seconds of
-    the runs trained now. Each run is a separate `src/train.py` process with its log beside.
-    A run not started yet whose config equals a finished run's under `out` (another table's,
-    e.g. a loss whose paper optimiser is the shared one) is copied from it instead."""
-    root = budget_dir(out, table, steps)
-    root.mkdir(parents=True, exist_ok=True)
-    todo = [(name, o) for name, o in table.runs.items() if not is_done(root / name)]
-    twins = finished_twins(out) if todo else {}
-    for name, overrides in list(todo):
-        command = run_command(root / name, [*overrides, *extra], steps, threads, wandb)
-        twin = twins.get(config_identity(composed(command[2:])))
-        if twin is not None and not (root / name).exists():
-            reuse(twin, root / name)
-            todo.remove((name, overrides))
-    walls: dict[str, float] = {}
-
-    def one(job: tuple[str, list[str]]) -> None:
-        name, overrides = job
-        started = time.perf_counter()
-        with open(root / f"{name}.log", "w") as log:
-            subprocess.run(run_command(root / name, [*overrides, *extra], steps, threads, wandb),
-                           stdout=log, stderr=subprocess.STDOUT, check=False)
-        walls[name] = time.perf_counter() - started
-        print(f"  {name}: {(root / name / 'summary.json').is_file() and 'done' or 'failed'} "
-              f"in {walls[name]:.0f} s", flush=True)
-
-    print(f"{table.name}: {len(todo)} of {len(table.runs)} runs to train into {root}", flush=True)
-    with ThreadPoolExecutor(max(1, jobs)) as pool:
-        list(pool.map(one, todo))
-    return walls
 
 
 # ---- the report ----
@@ -266,8 +162,11 @@ def report_table(table: Table, out: Path, steps: int | None, docs: Path,
     finished = list(done.values())
     copied = [run for run in done if (run / REUSED_FROM).is_file()]
     trained = [s for run, s in done.items() if run not in copied]
-    wall = sum(s.get("wall_time_s") or 0 for s in trained)
-    ms = [s["ms_per_step"] for s in trained if s.get("ms_per_step")]
+    # a trainer.seeds process times all its runs together: each run's share
+    share = [s.get("runs_in_process") or 1 for s in trained]
+    wall = sum((s.get("wall_time_s") or 0) / k for s, k in zip(trained, share, strict=True))
+    ms = [s["ms_per_step"] / k for s, k in zip(trained, share, strict=True)
+          if s.get("ms_per_step")]
     reused = (f"; not counted: {len(copied)} of the runs, copied from identical finished runs "
               f"of other tables (each run's `{REUSED_FROM}` names its original)" if copied else "")
     steps_run = "/".join(str(n) for n in sorted({s.get("steps") for s in finished}))

@@ -1,0 +1,172 @@
+"""Training the runs of a results table: each an ordinary `src/train.py` process writing into
+<out>/<table>/steps<budget>/<run>, so a table is stopped and repeated at will.
+
+- A run with a finished summary is kept; an interrupted one resumes (`trainer.resume=auto`).
+- A run not started yet whose composed config equals a finished run's under <out> (another
+  table's: a loss whose paper optimiser is the shared one) is copied from it, not retrained.
+- `batch_seeds`: the runs of one setting that differ only in `seed=` train as one
+  `trainer.seeds=[...]` process in <out>/<table>/batches-steps<budget>/<setting>_s<seeds>, each
+  run's directory a link to its seed's; worth it where one run leaves a GPU mostly idle.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from gancompare import PROJECT_ROOT
+from gancompare.result_tables import Table
+
+# How a run is executed, not what it computes: configs that differ only here are the same run.
+EXECUTION_KEYS = (("trainer", "threads"), ("trainer", "progress_bar"), ("logger",))
+REUSED_FROM = "reused_from.txt"  # in a run copied from an identical finished run
+
+
+def budget_dir(out: Path, table: Table, steps: int | None) -> Path:
+    return Path(out) / table.name / (f"steps{steps}" if steps else "full")
+
+
+def run_command(run_dir: Path, overrides: Sequence[str], steps: int | None, threads: int,
+                wandb: str) -> list[str]:
+    return [sys.executable, str(PROJECT_ROOT / "src" / "train.py"), *overrides,
+            *([f"trainer.max_steps={steps}"] if steps else []), f"trainer.threads={threads}",
+            "trainer.progress_bar=false", f"logger.wandb.mode={wandb}",
+            f"hydra.run.dir={run_dir}"]
+
+
+def is_done(run_dir: Path) -> bool:
+    path = run_dir / "summary.json"
+    return path.is_file() and json.loads(path.read_text()).get("status") in ("finished",
+                                                                               "diverged")
+
+
+# ---- identical runs ----
+
+def config_identity(cfg: DictConfig) -> str:
+    """The composed config (interpolations unresolved) without EXECUTION_KEYS, as one string."""
+    container = OmegaConf.to_container(cfg, resolve=False)
+    for *parents, leaf in EXECUTION_KEYS:
+        node = container
+        for key in parents:
+            node = node.get(key) or {}
+        node.pop(leaf, None)
+    return json.dumps(container, sort_keys=True)
+
+
+def composed(overrides: Sequence[str]) -> DictConfig:
+    """The config `src/train.py <overrides>` composes (what it saves as .hydra/config.yaml)."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
+        return compose(config_name="train",
+                       overrides=[o for o in overrides if not o.startswith("hydra.")])
+
+
+def finished_twins(out: Path) -> dict[str, Path]:
+    """config identity -> a finished run of any table under `out` (not itself a copy)."""
+    twins: dict[str, Path] = {}
+    for summary in sorted(Path(out).glob("*/*/*/summary.json")):
+        run = summary.parent
+        saved = run / ".hydra" / "config.yaml"
+        if is_done(run) and saved.is_file() and not (run / REUSED_FROM).is_file():
+            twins.setdefault(config_identity(OmegaConf.load(saved)), run)
+    return twins
+
+
+def reuse(twin: Path, run_dir: Path) -> None:
+    """Copy a finished run whose config equals this one's instead of training it again (the
+    same config and seed train the same run); W&B's files stay with the original."""
+    shutil.copytree(twin, run_dir, ignore=shutil.ignore_patterns("wandb"))
+    (run_dir / REUSED_FROM).write_text(f"{twin}\n")
+    print(f"  {run_dir.name}: copied from {twin}", flush=True)
+
+
+# ---- the processes ----
+
+@dataclass(frozen=True)
+class Job:
+    name: str  # of its log, <root>/<name>.log
+    command: list[str]
+    runs: tuple[Path, ...]  # the run directories it writes
+
+
+def batched(todo: list[tuple[str, list[str]]], root: Path, steps: int | None, threads: int,
+            wandb: str, extra: Sequence[str]) -> list[Job]:
+    """One `trainer.seeds` job per setting (the overrides but `seed=`), each run's directory
+    linked to its seed's. A run linked to a batch already (an interrupted one) resumes with it."""
+    batches = root.parent / f"batches-{root.name}"
+    jobs: dict[object, Job] = {}
+    settings: dict[tuple[str, ...], list[tuple[str, int]]] = {}
+    for name, overrides in todo:
+        run = root / name
+        if run.is_symlink():  # started in a batch: resume that batch with its own overrides
+            batch = run.resolve().parent
+            saved = list(OmegaConf.load(batch / ".hydra" / "overrides.yaml"))
+            command = run_command(batch, [], None, threads, wandb)
+            jobs.setdefault(batch, Job(batch.name, [*command[:2], *saved, command[-1]],
+                                       tuple(sorted(root / p.name for p in root.iterdir()
+                                                    if p.resolve().parent == batch))))
+            continue
+        *setting, seed = overrides
+        if not seed.startswith("seed="):
+            jobs[name] = Job(name, run_command(run, [*overrides, *extra], steps, threads, wandb),
+                             (run,))
+            continue
+        settings.setdefault(tuple(setting), []).append((name, int(seed.split("=", 1)[1])))
+    for setting, runs in settings.items():
+        seeds = [seed for _, seed in runs]
+        label = runs[0][0].rsplit("_s", 1)[0] + "_s" + "-".join(map(str, seeds))
+        batch = batches / label
+        for name, seed in runs:
+            (root / name).symlink_to(os.path.relpath(batch / f"seed{seed}", root))
+        seeds_override = f"trainer.seeds=[{','.join(map(str, seeds))}]"
+        jobs[setting] = Job(label, run_command(batch, [*setting, seeds_override, *extra], steps,
+                                               threads, wandb),
+                            tuple(root / name for name, _ in runs))
+    return list(jobs.values())
+
+
+def train_table(table: Table, out: Path, steps: int | None, jobs: int = 2, threads: int = 1,
+                wandb: str = "disabled", extra: Sequence[str] = (),
+                batch_seeds: bool = False) -> dict[str, float]:
+    """Train every run of `table` that has no finished summary; returns job -> wall seconds of
+    the jobs run now. Each job is a separate `src/train.py` process with its log beside."""
+    root = budget_dir(out, table, steps)
+    root.mkdir(parents=True, exist_ok=True)
+    todo = [(name, o) for name, o in table.runs.items() if not is_done(root / name)]
+    twins = finished_twins(out) if todo else {}
+    for name, overrides in list(todo):
+        command = run_command(root / name, [*overrides, *extra], steps, threads, wandb)
+        twin = twins.get(config_identity(composed(command[2:])))
+        if twin is not None and not (root / name).exists() and not (root / name).is_symlink():
+            reuse(twin, root / name)
+            todo.remove((name, overrides))
+    planned = (batched(todo, root, steps, threads, wandb, extra) if batch_seeds else
+               [Job(name, run_command(root / name, [*overrides, *extra], steps, threads, wandb),
+                    (root / name,)) for name, overrides in todo])
+    walls: dict[str, float] = {}
+
+    def one(job: Job) -> None:
+        started = time.perf_counter()
+        with open(root / f"{job.name}.log", "w") as log:
+            subprocess.run(job.command, stdout=log, stderr=subprocess.STDOUT, check=False)
+        walls[job.name] = time.perf_counter() - started
+        done = sum(is_done(run) for run in job.runs)
+        print(f"  {job.name}: {done} of {len(job.runs)} runs done in {walls[job.name]:.0f} s",
+              flush=True)
+
+    print(f"{table.name}: {len(todo)} of {len(table.runs)} runs to train into {root}"
+          + (f" as {len(planned)} processes" if batch_seeds else ""), flush=True)
+    with ThreadPoolExecutor(max(1, jobs)) as pool:
+        list(pool.map(one, planned))
+    return walls
