@@ -50,6 +50,21 @@ def test_precision_choices():
     assert cfg.trainer.precision in ("32", "bf16-mixed")  # the saved config says what ran
 
 
+def test_auto_is_fp32_for_the_2d_mixtures_whose_points_bf16_would_round_together(caplog):
+    assert resolve_precision("auto", CPU, "mixture") == "32"
+    built = build(make_cfg("experiment=pacgan-ring8", "trainer.precision=auto"))
+    assert built.cfg.trainer.precision == "32"
+    points = built.gan.sample(2000)
+    assert torch.unique(points, dim=0).shape[0] == 2000  # no two of G's points collide
+    assert not torch.equal(points, points.bfloat16().float())
+    with caplog.at_level(logging.WARNING, logger="gancompare.precision"):
+        rounded = build(make_cfg("experiment=pacgan-ring8", "trainer.precision=bf16-mixed"))
+    assert "use trainer.precision=32 or auto" in caplog.text
+    if native_bf16(CPU):  # every point on bf16's grid: 0.008 apart near the ring (std 0.01)
+        rounded_points = rounded.gan.sample(2000)
+        assert torch.equal(rounded_points, rounded_points.bfloat16().float())
+
+
 def test_conv_models_are_channels_last_and_adam_is_fused():
     gan = build(make_cfg()).gan
     weight = gan.generator[4].weight  # a ConvTranspose2d

@@ -37,7 +37,8 @@ def build(cfg: DictConfig, device: str | None = None) -> Built:
     cfg = effective_config(cfg)
     torch_device = resolve_device(device or cfg.device)
     # `auto` becomes what runs here, so the saved config and the summary say it.
-    cfg.trainer.precision = resolve_precision(cfg.trainer.precision, torch_device)
+    cfg.trainer.precision = resolve_precision(cfg.trainer.precision, torch_device,
+                                              cfg.data.source)
     seed_everything(cfg.seed)
     data = load_dataset(cfg.data, cfg.paths.data, cfg.model.get("resolution"), torch_device)
     batch_size = cfg.trainer.batch_size
