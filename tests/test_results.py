@@ -11,7 +11,7 @@ from conftest import run_cli
 
 from gancompare.result_runs import composed, config_identity
 from gancompare.result_tables import pacgan_table1, tables
-from gancompare.results import metrics_table
+from gancompare.results import metrics_table, reading
 
 
 def test_a_table_shows_mean_and_standard_error_beside_the_published_figure():
@@ -30,6 +30,20 @@ def test_a_table_shows_mean_and_standard_error_beside_the_published_figure():
     assert ring["modes (published)"] == "7.9 ± 0.1"  # Lin et al. 2018, Table 1
     assert shown.loc["grid25 · GAN", "reverse KL"] == "1.00 ± 0.00"
     assert shown.loc["grid25 · GAN", "reverse KL (published)"] == "0.70 ± 0.07"
+
+
+def test_the_automatic_reading_compares_groups_within_one_data_set():
+    runs = pd.DataFrame({
+        "data": ["ring8", "ring8", "grid25", "grid25"], "variant": ["GAN", "PacGAN2"] * 2,
+        "verdict": ["stable", "mode-collapse", "stable", "stable"],
+        "eval.mixture_modes": [8.0, 6.0, 20.0, 24.0],
+        "eval.mixture_high_quality": [0.9, 0.5, 0.1, 0.2],
+        "eval.mixture_reverse_kl": [0.1, 0.3, float("inf"), 0.5]})
+    text = reading(runs, pacgan_table1([0]))
+    assert "Judged stable: ring8 · GAN 100%, ring8 · PacGAN2 0%," in text
+    assert "Best modes on ring8: ring8 · GAN (8.0; worst ring8 · PacGAN2, 6.0)." in text
+    assert "Best modes on grid25: grid25 · PacGAN2 (24.0; worst grid25 · GAN, 20.0)." in text
+    assert "Best reverse KL on ring8: ring8 · GAN (0.10; worst ring8 · PacGAN2, 0.30)." in text
 
 
 def test_groups_follow_the_order_the_table_defines():

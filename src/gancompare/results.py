@@ -213,15 +213,23 @@ def reading(runs_table: pd.DataFrame, table: Table) -> str:
     stable = frame.groupby("group", sort=False)["verdict"].apply(lambda v: (v == "stable").mean())
     sentences = ["Judged stable: " + ", ".join(f"{g} {share:.0%}" for g, share in
                                                 stable.items()) + "."]
+    # metrics compare within one data set only (8 modes on ring8 are all of them, not 25)
+    parts = (list(frame.groupby("data", sort=False)) if "data" in table.by
+             and frame["data"].nunique() > 1 else [(None, frame)])
     for column in table.metrics:
         if column not in frame or frame[column].isna().all():
             continue
         heading, scale, decimals = METRICS[column]
-        means = frame.groupby("group", sort=False)[column].mean() * scale
         lower = any(word in heading for word in ("FID", "KL"))
-        best = means.idxmin() if lower else means.idxmax()
-        sentences.append(f"Best {heading}: {best} ({means[best]:.{decimals}f}; "
-                         f"worst {means.max() if lower else means.min():.{decimals}f}).")
+        for data, part in parts:
+            means = part.groupby("group", sort=False)[column].mean() * scale
+            if means.isna().all():
+                continue
+            best, worst = ((means.idxmin(), means.idxmax()) if lower
+                           else (means.idxmax(), means.idxmin()))
+            sentences.append(f"Best {heading}{f' on {data}' if data else ''}: {best} "
+                             f"({means[best]:.{decimals}f}; worst {worst}, "
+                             f"{means[worst]:.{decimals}f}).")
     return " ".join(sentences)
 
 
