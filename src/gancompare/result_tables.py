@@ -65,8 +65,8 @@ def pacgan_table1(seeds: Sequence[int], name: str = "pacgan-table1", steps: int 
                 ("grid25 · PacGAN4", "24.8 ± 0.2", "93.6 ± 0.6", "0.04 ± 0.01"))},
         notes="Protocol: `experiment=pacgan-ring8` / `pacgan-grid25` with `model.pack=1, 2, 4` "
               "(PacGAN's code: pacgan-mlp, Adam 1e-4 / 0.8, simultaneous updates, batch 100 "
-              "packs, metrics on 2,500 samples of a fixed latent set). Published: Lin et al. "
-              "2018, Table 1, after 400k steps.")
+              "packs, metrics on 2,500 samples of a fixed latent set; fp32, as theirs). "
+              "Published: Lin et al. 2018, Table 1, after 400k steps.")
 
 
 def stacked_mnist(seeds: Sequence[int]) -> Table:
@@ -121,7 +121,8 @@ def mixture_losses(seeds: Sequence[int], steps: int) -> Table:
         metrics=["eval.mixture_modes", "eval.mixture_high_quality", "eval.mixture_reverse_kl"],
         default_steps=steps, published_steps=400_000,
         notes="`experiment=pacgan-<data> loss=<loss>`: PacGAN's networks, optimiser and "
-              "simultaneous updates for every loss (each loss's own D steps do not apply there).")
+              "simultaneous updates for every loss (each loss's own D steps do not apply there); "
+              "fp32.")
 
 
 def tables(seeds: Sequence[int] | None = None) -> dict[str, Table]:
