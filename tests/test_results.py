@@ -141,10 +141,12 @@ def test_batch_seeds_trains_a_setting_s_seeds_in_one_process_and_resumes_it(tmp_
     args = ["scripts/reproduce.py", "pacgan-table1", "--only", "ring8_pack2", "--seeds", "0", "1",
             "--steps", "6", "--batch-seeds", "--out", str(tmp_path / "out"), "--docs",
             str(tmp_path / "docs")]
+    runs = tmp_path / "out" / "pacgan-table1" / "steps6"
+    runs.mkdir(parents=True)  # a link left by a batch stopped before its process started
+    (runs / "ring8_pack2_s0").symlink_to("../batches-steps6/ring8_pack2_s0/seed0")
     first = run_cli(*args)
     assert first.returncode == 0, first.stderr[-2000:]
     assert "2 of 2 runs to train" in first.stdout and "as 1 processes" in first.stdout
-    runs = tmp_path / "out" / "pacgan-table1" / "steps6"
     batch = tmp_path / "out" / "pacgan-table1" / "batches-steps6" / "ring8_pack2_s0-1"
     for seed in (0, 1):
         run = runs / f"ring8_pack2_s{seed}"

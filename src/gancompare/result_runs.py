@@ -109,9 +109,12 @@ def batched(todo: list[tuple[str, list[str]]], root: Path, steps: int | None, th
     settings: dict[tuple[str, ...], list[tuple[str, int]]] = {}
     for name, overrides in todo:
         run = root / name
+        started = run.resolve().parent / ".hydra" / "overrides.yaml"
+        if run.is_symlink() and not started.is_file():  # its batch never started
+            run.unlink()
         if run.is_symlink():  # started in a batch: resume that batch with its own overrides
             batch = run.resolve().parent
-            saved = list(OmegaConf.load(batch / ".hydra" / "overrides.yaml"))
+            saved = list(OmegaConf.load(started))
             command = run_command(batch, [], None, threads, wandb)
             jobs.setdefault(batch, Job(batch.name, [*command[:2], *saved, command[-1]],
                                        tuple(sorted(root / p.name for p in root.iterdir()
