@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 import math
+from types import SimpleNamespace
 
 import pandas as pd
 from conftest import run_cli
 
 from gancompare.result_runs import composed, config_identity
 from gancompare.result_tables import pacgan_table1, tables
-from gancompare.results import metrics_table, reading
+from gancompare.results import metrics_table, plot_curves, reading
 
 
 def test_a_table_shows_mean_and_standard_error_beside_the_published_figure():
@@ -44,6 +45,21 @@ def test_the_automatic_reading_compares_groups_within_one_data_set():
     assert "Best modes on ring8: ring8 · GAN (8.0; worst ring8 · PacGAN2, 6.0)." in text
     assert "Best modes on grid25: grid25 · PacGAN2 (24.0; worst grid25 · GAN, 20.0)." in text
     assert "Best reverse KL on ring8: ring8 · GAN (0.10; worst ring8 · PacGAN2, 0.30)." in text
+
+
+def test_curves_need_two_evaluations_and_one_alone_draws_none(tmp_path):
+    table = pacgan_table1([0, 1])
+    names = ["ring8_pack1_s0", "ring8_pack1_s1"]
+    frame = pd.DataFrame({"run": names, "data": "ring8", "variant": "GAN"})
+    def history(steps):
+        return pd.DataFrame({"step": steps, "epoch/mixture_modes": [8.0] * len(steps),
+                             "epoch/mixture_high_quality": [0.5] * len(steps)})
+
+    one = SimpleNamespace(table=frame, histories={n: history([1000]) for n in names})
+    assert plot_curves(one, table, tmp_path) is None and not list(tmp_path.iterdir())
+    two = SimpleNamespace(table=frame, histories={n: history([500, 1000]) for n in names})
+    path = plot_curves(two, table, tmp_path)
+    assert path == tmp_path / "curves.png" and path.stat().st_size > 1_000
 
 
 def test_groups_follow_the_order_the_table_defines():
@@ -84,7 +100,8 @@ def test_reproduce_trains_a_tiny_table_and_writes_its_section_and_figures(tmp_pa
     assert "98.2 ± 0.2" in section and "95.6 ± 2.0" in section  # the published column
     assert "2 of 2 finished" in section and "6 steps per run (0.0015 % of the published" \
         in section
-    for figure in ("curves", "final_metrics", "verdict_heatmap", "samples_mosaic"):
+    assert "curves.png" not in section  # one evaluation per run at 6 steps: no curve
+    for figure in ("final_metrics", "verdict_heatmap", "samples_mosaic"):
         png = tmp_path / "docs" / "results" / "pacgan-table1" / f"{figure}.png"
         assert png.is_file() and 1_000 < png.stat().st_size < 250_000, figure
         assert f"(results/pacgan-table1/{figure}.png)" in section

@@ -110,6 +110,8 @@ def plot_curves(runs, table: Table, out: Path) -> Path | None:
     if not long:
         return None
     data = pd.concat(long, ignore_index=True).dropna()
+    if data["step"].nunique() < 2:  # one evaluation per run is no curve; final_metrics shows it
+        return None
     metrics = [m for m in CURVES if m in set(data["metric"])]
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.2), squeeze=False)
     for ax, metric in zip(axes[0], metrics, strict=True):
