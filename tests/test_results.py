@@ -81,8 +81,8 @@ def test_every_table_names_runs_of_the_project_configs():
         for overrides in table.runs.values():
             assert overrides[-1] == "seed=0"
     assert len(tables()["pacgan-table1"].runs) == 60  # 2 data × 3 packings × 10 trials
-    trend = tables()["pacgan-trend"]  # the same 6 variants, one seed, 20k steps
-    assert len(trend.runs) == 6 and trend.default_steps == 20_000
+    trend = tables()["pacgan-trend"]  # the same 6 variants, 3 seeds, 20k steps
+    assert len(trend.runs) == 18 and trend.default_steps == 20_000
 
 
 def test_reproduce_trains_a_tiny_table_and_writes_its_section_and_figures(tmp_path):
