@@ -132,6 +132,12 @@ def test_reproduce_trains_a_tiny_table_and_writes_its_section_and_figures(tmp_pa
     trend_section = (tmp_path / "docs" / "results" / "pacgan-trend.md").read_text()
     assert "2 of 2 finished" in trend_section and "not counted: 2 of the runs" in trend_section
 
+    # a report on fewer runs than the directory holds shows those runs only
+    one = run_cli(*args[:3], "ring8_pack1_s0", *args[4:], "--report-only")
+    assert one.returncode == 0, one.stderr[-2000:]
+    section = (tmp_path / "docs" / "results" / "pacgan-table1.md").read_text()
+    assert "1 of 1 finished" in section and "| ring8 · PacGAN2 " not in section
+
 
 def test_configs_that_differ_only_in_how_a_run_is_executed_are_one_run():
     mnist8 = tables([0])

@@ -148,8 +148,10 @@ def report_table(table: Table, out: Path, steps: int | None, docs: Path,
     """The table's section of the results page (docs/results/<table>.md) and its figures."""
     root = budget_dir(out, table, steps)
     runs = load_local(root)
-    # A run without a summary is still training (or was never started): not a failure.
-    runs.table = table.with_columns(runs.table[runs.table["status"] != "missing"])
+    # A run without a summary is still training (or was never started): not a failure. Runs of
+    # other seeds in the same directory belong to another selection of this table.
+    named = runs.table["run"].str.rsplit("/", n=1).str[-1].isin(list(table.runs))
+    runs.table = table.with_columns(runs.table[named & (runs.table["status"] != "missing")])
     figures = docs / "results" / table.name
     if figures.exists():
         shutil.rmtree(figures)
@@ -159,7 +161,8 @@ def report_table(table: Table, out: Path, steps: int | None, docs: Path,
     for name in ("final_metrics", "verdict_heatmap", "samples_mosaic"):
         shrink(compared / f"{name}.png", figures / f"{name}.png")
     curves = plot_curves(runs, table, figures)
-    summaries = {p.parent: json.loads(p.read_text()) for p in sorted(root.glob("*/summary.json"))}
+    summaries = {p.parent: json.loads(p.read_text()) for p in sorted(root.glob("*/summary.json"))
+                 if p.parent.name in table.runs}
     done = {run: s for run, s in summaries.items() if s.get("status") in ("finished", "diverged")}
     finished = list(done.values())
     copied = [run for run in done if (run / REUSED_FROM).is_file()]
