@@ -42,6 +42,7 @@ CASES = [
     (["experiment=pacgan-ring8", "optimizer.g_steps=2"], "optimizer.updates",
      ["optimizer.g_steps=1"]),
     (["optimizer.g_steps=0"], "optimizer.g_steps", ["positive"]),
+    (["eval.every_steps=0"], "eval.every_steps", ["positive", "eval.every_steps=250"]),
     (["optimizer.d_passes=twice"], "optimizer.d_passes", ["joint", "separate"]),
     (["optimizer.g_latents=same"], "optimizer.g_latents", ["fresh", "shared"]),
     (["model.latent_distribution=gauss"], "model.latent_distribution", ["normal", "uniform"]),

@@ -3,6 +3,7 @@ reproduction command end to end on a tiny budget."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from types import SimpleNamespace
@@ -10,9 +11,9 @@ from types import SimpleNamespace
 import pandas as pd
 from conftest import run_cli
 
-from gancompare.result_runs import composed, config_identity
+from gancompare.result_runs import composed, config_identity, train_table
 from gancompare.result_tables import pacgan_table1, tables
-from gancompare.results import metrics_table, plot_curves, reading
+from gancompare.results import metrics_table, plot_curves, reading, report_table
 
 
 def test_a_table_shows_mean_and_standard_error_beside_the_published_figure():
@@ -60,6 +61,20 @@ def test_curves_need_two_evaluations_and_one_alone_draws_none(tmp_path):
     two = SimpleNamespace(table=frame, histories={n: history([500, 1000]) for n in names})
     path = plot_curves(two, table, tmp_path)
     assert path == tmp_path / "curves.png" and path.stat().st_size > 1_000
+
+
+def test_a_table_asking_for_evaluations_gets_curves_from_runs_shorter_than_an_epoch(tmp_path):
+    """Stacked MNIST's table asks for 4 evaluations a run: at 1,000 steps (one epoch) that is
+    one every 250 steps. Here 2 in a 6-step run of ring8 (whose epoch is 1,000 steps)."""
+    assert tables([0])["stacked-mnist"].evaluations == 4
+    table = dataclasses.replace(pacgan_table1([0]), runs={
+        "ring8_pack1_s0": pacgan_table1([0]).runs["ring8_pack1_s0"]}, evaluations=2)
+    train_table(table, tmp_path / "out", 6, jobs=1)
+    run = tmp_path / "out" / "pacgan-table1" / "steps6" / "ring8_pack1_s0"
+    history = pd.read_csv(run / "metrics.csv")
+    assert history.dropna(subset=["epoch/mixture_modes"])["step"].tolist() == [3, 6]
+    section = report_table(table, tmp_path / "out", 6, tmp_path / "docs").read_text()
+    assert "(results/pacgan-table1/curves.png)" in section
 
 
 def test_groups_follow_the_order_the_table_defines():

@@ -84,6 +84,20 @@ def _same_run(a, b) -> None:
         assert [r[column] for r in rows_a] == [r[column] for r in rows_b], column
 
 
+def test_eval_every_steps_evaluates_between_epoch_ends_without_changing_training(tmp_path):
+    """Evaluations every 2 steps of a 6-step run (an epoch is 45 steps): each draws from its
+    own forked random stream, so the run trains exactly as one never evaluated."""
+    quick = ["model=mlp", "trainer.log_every=1", "trainer.max_steps=6", "eval.epoch_samples=200",
+             "eval.reference_samples=500", "eval.prdc_samples=200", "eval.kid_subsets=5"]
+    train(make_cfg(*quick, "eval.every_steps=2"), tmp_path / "evaluated")
+    train(make_cfg(*quick), tmp_path / "plain")
+    rows = read_csv(tmp_path / "evaluated" / "metrics.csv")
+    assert [int(r["step"]) for r in rows if r["epoch/fid_mnist_cnn"]] == [2, 4, 6]
+    assert all(float(r["epoch/fid_mnist_cnn"]) > 0 for r in rows if r["epoch/fid_mnist_cnn"])
+    assert "epoch/fid_mnist_cnn" not in read_csv(tmp_path / "plain" / "metrics.csv")[0]
+    _same_run(tmp_path / "evaluated", tmp_path / "plain")
+
+
 RESUMABLE = ["model=mlp", "trainer.log_every=1", "hacks=[noisy,separate-batches]",
              "trainer.batch_size=64"]  # 91 steps an epoch: 8 steps end in mid-epoch
 

@@ -55,6 +55,7 @@ def check_config(cfg: DictConfig) -> None:
     _positive(cfg, "trainer.epochs", "10", integer=True)
     _positive(cfg, "trainer.max_steps", "200", integer=True, optional=True)
     _positive(cfg, "trainer.log_every", "25", integer=True)
+    _positive(cfg, "eval.every_steps", "250", integer=True, optional=True)
     _positive(cfg, "model.latent_dim", "50", integer=True)
     _positive(cfg, "model.pack", "2", integer=True, optional=True)
     _positive(cfg, "optimizer.d_steps", "5", integer=True)

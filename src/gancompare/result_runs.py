@@ -146,6 +146,8 @@ def train_table(table: Table, out: Path, steps: int | None, jobs: int = 2, threa
     the jobs run now. Each job is a separate `src/train.py` process with its log beside."""
     root = budget_dir(out, table, steps)
     root.mkdir(parents=True, exist_ok=True)
+    if steps and table.evaluations:
+        extra = [f"eval.every_steps={max(1, steps // table.evaluations)}", *extra]
     todo = [(name, o) for name, o in table.runs.items() if not is_done(root / name)]
     twins = finished_twins(out) if todo else {}
     for name, overrides in list(todo):

@@ -24,6 +24,8 @@ class Table:
     published: dict[str, dict[str, str]] = field(default_factory=dict)  # group -> heading -> value
     notes: str = ""  # protocol and the known differences from the published setting
     variants: dict[int, str] = field(default_factory=dict)  # model.pack -> the paper's name
+    evaluations: int | None = None  # per run, at least (eval.every_steps = budget / this): curves
+    # for runs of a few epochs
 
     def with_columns(self, runs_table: pd.DataFrame) -> pd.DataFrame:
         """The runs in the table's order (so its groups are too), with a `setting` column (the
@@ -76,7 +78,7 @@ def stacked_mnist(seeds: Sequence[int]) -> Table:
         "stacked-mnist", "Stacked MNIST, VEEGAN setting: DCGAN vs PacDCGAN2",
         seeds_of(runs, seeds), by=["variant"], variants={1: "DCGAN", 2: "PacDCGAN2"},
         metrics=["eval.stacked_modes_mnist_cnn_x3", "eval.stacked_kl_mnist_cnn_x3"],
-        default_steps=1000, published_steps=None,
+        default_steps=1000, published_steps=None, evaluations=4,
         published={  # Lin et al. 2018, Table 3 (VEEGAN's setting)
             "DCGAN": {"modes": "99.0", "KL": "3.40"},
             "PacDCGAN2": {"modes": "1000.0 ± 0.0", "KL": "0.06 ± 0.01"},

@@ -49,7 +49,8 @@ METRICS = {
     "eval.coverage_fashion_cnn": ("coverage", 1, 3),
     "eval.class_coverage_fashion_cnn": ("classes", 1, 1),
 }
-# Epoch-end curves of a table (metrics.csv column -> axis label), mean ± s.e. over seeds.
+# Curves of a table from its runs' epoch evaluations (metrics.csv column -> axis label),
+# mean ± s.e. over seeds.
 CURVES = {
     "epoch/mixture_modes": "modes",
     "epoch/mixture_high_quality": "high quality (share)",
@@ -96,7 +97,7 @@ def mean_se(values: pd.Series, decimals: int) -> str:
 
 
 def plot_curves(runs, table: Table, out: Path) -> Path | None:
-    """Epoch-end metrics against steps, mean ± s.e. over seeds, one line per group."""
+    """The epoch evaluations' metrics against steps, mean ± s.e. over seeds, one line per group."""
     frame = runs.table.assign(group=group_labels(runs.table, table.by))
     long = []
     for row in frame.itertuples():

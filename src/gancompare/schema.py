@@ -45,6 +45,7 @@ class OptimizerSchema:
 @dataclass
 class EvalSchema:
     every_epoch: bool = True
+    every_steps: int | None = None
     epoch_samples: int = 1000
     final_samples: int = 10000
     feature_space: str = "auto"

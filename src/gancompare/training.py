@@ -2,8 +2,9 @@
 
 Set-up (build, resume, run directory), then one loop over steps with three explicit blocks:
 every `trainer.log_every` steps the figures are synced to the host and written; at each epoch end
-the run is evaluated, its samples, curves and a checkpoint are saved; on Ctrl-C or SIGTERM a
-checkpoint of the current step is saved and the run stops (resuming it continues bit-exactly).
+(and every `eval.every_steps` steps when set) the run is evaluated, and at each epoch end its
+samples, curves and a checkpoint are saved; on Ctrl-C or SIGTERM a checkpoint of the current
+step is saved and the run stops (resuming it continues bit-exactly).
 Then the final evaluation, the verdict and the summary. The GAN step itself is `gan.py`; what a
 run writes is `run_dir.py`.
 """
@@ -126,6 +127,7 @@ def loop(gan: GAN, runs: list[Run], started: float) -> list[dict[str, Any]]:
                dynamic_ncols=True, disable=not cfg.trainer.progress_bar, mininterval=1.0)
     stop = StopRequest()
     loop_started, steps_done, startup = time.perf_counter(), 0, None
+    every_steps = cfg.eval.get("every_steps")  # evaluations between epoch ends, for curves
 
     def save_checkpoint(k: int, step: int, epoch: int, epoch_end: bool) -> None:
         member = gan.member(k, optimizers=True)
@@ -150,7 +152,8 @@ def loop(gan: GAN, runs: list[Run], started: float) -> list[dict[str, Any]]:
                 bar.update()
                 epoch_end = step % steps_per_epoch == 0 or step == total_steps
 
-                if epoch_end and cfg.eval.every_epoch:
+                if ((epoch_end and cfg.eval.every_epoch)
+                        or (every_steps and step % every_steps == 0)):
                     for k, run in training:
                         with gan.rng(k):  # evaluation draws from the run's own generators
                             run.dir.attach(step, run.built.evaluator.evaluate(

@@ -1,10 +1,11 @@
 """`Evaluator.evaluate(sample, n)`: every metric that applies to the run's data set.
 
-Used at each epoch end (cheap: `eval.epoch_samples`), at the end of a run (`eval.final_samples`,
->= 10,000 by default) and by `src/evaluate.py` on a finished run's checkpoint, through this one
-code path. Sampling runs under a forked RNG with its own seed, so evaluating never changes the
-training stream (an evaluated run and a resumed run stay identical to an uninterrupted one), and
-every evaluation of one generator sees the same latent points.
+Used at each epoch end and every `eval.every_steps` steps (cheap: `eval.epoch_samples`), at the
+end of a run (`eval.final_samples`, >= 10,000 by default) and by `src/evaluate.py` on a finished
+run's checkpoint, through this one code path. Sampling runs under a forked RNG with its own
+seed, so evaluating never changes the training stream (an evaluated run and a resumed run stay
+identical to an uninterrupted one), and every evaluation of one generator sees the same latent
+points.
 """
 
 from __future__ import annotations
