@@ -11,6 +11,7 @@ import torch
 from conftest import DATA_ROOT, make_cfg, write_image_folder
 
 from gancompare import data_sources
+from gancompare.build import build
 from gancompare.datasets import load_dataset
 
 CPU = torch.device("cpu")
@@ -27,6 +28,24 @@ def test_mnist8_is_the_5851_training_eights_in_minus_one_to_one():
     assert set(mnist8.train_labels.unique().tolist()) == {8} and len(mnist8.test) == 974
     batch = mnist8.sample(256)
     assert batch.min() >= -1 and batch.max() <= 1 and batch.min() == -1 and batch.max() == 1
+
+
+def test_unit_real_range_feeds_d_images_in_0_1_and_metrics_read_g_in_minus_1_1():
+    """data.real_range=unit (DCGAN-tensorflow's MNIST): D sees the same draws halved into
+    [0, 1]; G's samples are mapped back by 2x - 1 for metrics and figures."""
+    signed = build(make_cfg())  # seeds everything: each build's first draw is the same
+    x_signed = signed.data.sample(500)
+    unit = build(make_cfg("data.real_range=unit"))
+    x_unit = unit.data.sample(500)
+    assert x_unit.min() == 0 and x_unit.max() == 1 and torch.equal(x_unit, (x_signed + 1) / 2)
+    assert x_signed.min() == -1  # and the signed default is untouched
+    unit.gan.generator.eval()
+    with torch.no_grad():
+        raw = unit.gan.G(unit.fixed_z)
+    assert torch.allclose(unit.gan.generate(unit.fixed_z), raw * 2 - 1)
+    signed.gan.generator.eval()
+    with torch.no_grad():
+        assert torch.equal(signed.gan.generate(signed.fixed_z), signed.gan.G(signed.fixed_z))
 
 
 def test_fashion_is_the_full_training_set_and_resizes_for_dcgan64():

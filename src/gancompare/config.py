@@ -37,6 +37,7 @@ def _positive(cfg: DictConfig, key: str, example: str, integer: bool = False,
 UPDATES = ("alternating", "simultaneous")
 D_PASSES = ("joint", "separate")
 G_LATENTS = ("fresh", "shared")
+REAL_RANGES = ("signed", "unit")  # real images in [-1, 1] or [0, 1]
 
 
 def _choice(cfg: DictConfig, key: str, choices: tuple[str, ...], default: str) -> str:
@@ -56,6 +57,10 @@ def check_config(cfg: DictConfig) -> None:
     _positive(cfg, "trainer.max_steps", "200", integer=True, optional=True)
     _positive(cfg, "trainer.log_every", "25", integer=True)
     _positive(cfg, "eval.every_steps", "250", integer=True, optional=True)
+    if _choice(cfg, "data.real_range", REAL_RANGES, "signed") == "unit" and \
+            cfg.data.source == "mixture":
+        raise ConfigError("data.real_range", "the 2-D mixtures are points, not pixels",
+                          f"drop data.real_range for data={cfg.data.name}")
     _positive(cfg, "model.latent_dim", "50", integer=True)
     _positive(cfg, "model.pack", "2", integer=True, optional=True)
     _positive(cfg, "optimizer.d_steps", "5", integer=True)

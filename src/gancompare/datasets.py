@@ -46,6 +46,7 @@ class Dataset:
     test_labels: Tensor | None = None
     num_classes: int | None = None
     mixture: GaussianMixture | None = None
+    real_range: str = "signed"  # images as D sees them: signed [-1, 1] (G's tanh) or unit [0, 1]
 
     @property
     def is_image(self) -> bool:
@@ -61,7 +62,13 @@ class Dataset:
     def sample(self, n: int) -> Tensor:
         """A random batch of n training samples, as the models see them."""
         idx = torch.randint(len(self), (n,), device=self.train.device)
-        return to_model_space(self.train[idx])
+        real = to_model_space(self.train[idx])
+        return real.add(1).div_(2) if self.real_range == "unit" else real
+
+    def as_signed(self, generated: Tensor) -> Tensor:
+        """G's samples as metrics and figures read them, in [-1, 1] like to_model_space's: under
+        data.real_range=unit G learns [0, 1], mapped here by 2x - 1."""
+        return generated.mul(2).sub_(1) if self.real_range == "unit" else generated
 
 
 def to_model_space(x: Tensor) -> Tensor:
@@ -89,7 +96,7 @@ def load_dataset(cfg: DictConfig, root: str | Path, resolution: int | None,
     place, and a missing file is one line that says so."""
     key = json.dumps(OmegaConf.to_container(cfg, resolve=True), sort_keys=True)
     data = _load_on_cpu(key, str(root), resolution)
-    return replace(data, train=data.train.to(device))
+    return replace(data, train=data.train.to(device), real_range=cfg.get("real_range", "signed"))
 
 
 @functools.lru_cache(maxsize=4)

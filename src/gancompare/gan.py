@@ -298,7 +298,8 @@ class GAN:
         self.generator.eval()
         try:
             bd = self.batch_dim
-            return torch.cat([self.G(chunk).float() for chunk in z.split(1000, bd)], bd)
+            return self.data.as_signed(
+                torch.cat([self.G(chunk).float() for chunk in z.split(1000, bd)], bd))
         finally:
             self.generator.train(was_training)
 
