@@ -124,7 +124,8 @@ def plot_curves(runs, table: Table, out: Path) -> Path | None:
             ax.get_legend().remove()
     handles, names = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, names, loc="upper left", bbox_to_anchor=(1.0, 0.95), fontsize=8)
-    fig.suptitle(f"{table.title}: epoch-end metrics, mean ± s.e. over seeds", fontsize=10)
+    fig.suptitle(f"{table.title}: metrics at each evaluation, mean ± s.e. over seeds",
+                 fontsize=10)
     fig.tight_layout()
     path = out / "curves.png"
     fig.savefig(path, dpi=DOCS_DPI, bbox_inches="tight")
@@ -192,7 +193,7 @@ def report_table(table: Table, out: Path, steps: int | None, docs: Path,
     discussion = docs / "results" / f"{table.name}-discussion.md"
     if discussion.is_file():  # written by hand about these runs; kept across rewrites
         lines += [discussion.read_text().strip(), ""]
-    for path, caption in ((curves, "Epoch-end metrics against steps"),
+    for path, caption in ((curves, "Metrics at each evaluation against steps"),
                           (figures / "final_metrics.png", "Final metrics, one point per seed"),
                           (figures / "verdict_heatmap.png", "Verdicts"),
                           (figures / "samples_mosaic.png", "Last samples of every run")):
