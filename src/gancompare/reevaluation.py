@@ -111,7 +111,7 @@ def buffers_kept(*modules: torch.nn.Module) -> Iterator[None]:
 
 def _probe(gan: GAN, n: int) -> dict[str, float]:
     fake = gan.generate(gan.latent(n)).float()
-    real = gan.real_batch(n).float()
+    real = gan.data.as_signed(gan.real_batch(n).float())  # read as the samples are
     spread = fake.flatten(1).std(0).mean().item()
     image = fake.dim() > 2
     at_bound = (fake.abs() >= 0.99).float().mean().item() if image else float("nan")
