@@ -6,6 +6,8 @@
 - reference: the failure-modes tutorial's stable GAN (dcgan28, mnist8, batch 128, separate real
   and fake D steps, Adam 2e-4/0.5) written plainly in fp32 PyTorch below: no project code, no
   tuning. Every ratio is to its ms/step measured in the same run, on the same machine.
+- the CPU it ran on: its model, vector extensions and whether bf16 is native there (a timing
+  is a ratio within one run on one machine; the CPU kind decides bf16's speed).
 - the project's step (`GAN.step`) for each setup × precision × compile: ms/step, the ratio to the
   reference, FLOPs per step (torch.utils.flop_counter) and the FLOP/s achieved.
 - the epoch evaluation (`eval.epoch_samples`) and the final one (`eval.final_samples`) of the
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -32,6 +35,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from gancompare import PROJECT_ROOT
 from gancompare.build import build
 from gancompare.datasets import load_dataset
+from gancompare.precision import cpu_name, native_bf16, vector_extensions
 
 SETUPS = {"baseline": [], "dcgan64": ["model=dcgan64", "data=fashion"],
           "mlp": ["model=mlp", "data=ring8"]}
@@ -90,6 +94,18 @@ def reference_step(device: torch.device):
     return step
 
 
+# Environment variables that cap the kernels' instruction set: set, they make this CPU time as
+# one without those extensions would (e.g. ONEDNN_MAX_CPU_ISA=AVX2 for an AVX2-only EPYC).
+KERNEL_LIMITS = ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS")
+
+
+def cpu(device: torch.device) -> dict:
+    """What the timings depend on: the CPU, its vector extensions, whether bf16 is native."""
+    return {"cpu": cpu_name(), "vector_extensions": vector_extensions(),
+            "native_bf16": native_bf16(device),
+            "kernel_limits": {k: os.environ[k] for k in KERNEL_LIMITS if k in os.environ}}
+
+
 def compose_cfg(overrides: list[str]):
     with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
         return compose(config_name="train", overrides=[*QUIET, *overrides])
@@ -141,7 +157,8 @@ def main() -> None:
                              "ms_per_step": ms, "ratio": ms / reference_ms,
                              "gflop_per_step": flops / 1e9, "gflop_per_s": flops / ms / 1e6})
                 print(json.dumps(rows[-1]), file=sys.stderr)
-    result = {"device": str(device), "torch_threads": torch.get_num_threads(), "steps": rows}
+    result = {"device": str(device), "torch_threads": torch.get_num_threads(), **cpu(device),
+              "steps": rows}
     if not args.no_eval:
         built = build(compose_cfg(args.overrides))
         started = time.perf_counter()
@@ -155,6 +172,10 @@ def main() -> None:
             result[f"eval_{name}_{n}_s"] = time.perf_counter() - started
     if not args.no_startup:
         result["startup_to_first_step_s"] = startup_seconds(args.overrides)
+    limits = ", ".join(f"{k}={v}" for k, v in result["kernel_limits"].items()) or "none"
+    print(f"CPU: {result['cpu']} ({', '.join(result['vector_extensions']) or 'no AVX'}; native "
+          f"bf16: {'yes' if result['native_bf16'] else 'no'}) · kernel limits: {limits} · "
+          f"torch threads: {result['torch_threads']}")
     print("| setup | precision | compile | ms/step | × reference | GFLOP/step | GFLOP/s |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:

@@ -31,6 +31,17 @@ def real_data() -> Path:
     return DATA_ROOT
 
 
+@pytest.fixture(autouse=True)
+def float32_default():
+    """Every test starts with torch's default dtype, whatever a trainer.precision=64 run before
+    it set (build() sets it for the process)."""
+    import torch
+
+    torch.set_default_dtype(torch.float32)
+    yield
+    torch.set_default_dtype(torch.float32)
+
+
 def make_cfg(*overrides: str, debug: str | None = "fast") -> DictConfig:
     """The config `python src/train.py debug=<debug> <overrides>` would run."""
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):

@@ -103,3 +103,30 @@ def test_no_readable_checkpoint_is_one_line(tmp_path):
         train(make_cfg("model=mlp"), tmp_path)
     summary = train(make_cfg("model=mlp", "trainer.resume=false"), tmp_path)
     assert summary["resumed_from_step"] == 0 and summary["steps"] == 3
+
+
+@pytest.mark.parametrize("content", [b"\x80\x02abc", b"hello", bytes(5), b"PK\x03\x04x",
+                                     b"\x80\x04\x95\x01\x00"])
+def test_any_bytes_are_an_unreadable_checkpoint_not_a_traceback(content, tmp_path):
+    path = tmp_path / "garbage.pt"
+    path.write_bytes(content)
+    with pytest.raises(checkpoint.CorruptCheckpoint, match="not a torch checkpoint"):
+        checkpoint.load(path)
+    with pytest.raises(ConfigError, match=r"trainer.resume: .*not a torch checkpoint.*Fix: "):
+        train(make_cfg("model=mlp", f"trainer.resume={path}"), tmp_path / "run")
+
+
+def test_a_torch_file_that_is_no_checkpoint_is_one_line(tmp_path):
+    path = tmp_path / "weights.pt"
+    torch.save({"generator": {}, "step": 3}, path)  # a bare state dict, safe to load
+    with pytest.raises(ConfigError, match=r"trainer.resume: .*not a checkpoint of src/train.py "
+                                          r"\(it lacks discriminator, g_optimizer"):
+        train(make_cfg("model=mlp", f"trainer.resume={path}"), tmp_path / "run")
+
+
+def test_a_checkpoint_of_other_networks_is_one_line(finished_run, tmp_path):
+    last = finished_run / "checkpoints" / "last.pt"
+    with pytest.raises(ConfigError, match=r"trainer.resume: .* other networks .*size mismatch"
+                                          r".*Fix: use it with the config that wrote it"):
+        train(make_cfg("model=mlp", "model.latent_dim=7", f"trainer.resume={last}"),
+              tmp_path / "run")

@@ -15,8 +15,8 @@ CASES = [
     (["optimizer=adamw"], "optimizer", ["dcgan", "wgan-gp", "sngan", "adam-defaults"]),
     (["-m", "loss=minimax,wgan-xx"], "loss", ["wgan-gp"]),
     (["hacks=[smoothing,nosy]"], "hacks", ["noisy", "separate-batches", "smoothing"]),
-    (["trainer.batch_size=0"], "trainer.batch_size", ["positive"]),
-    (["trainer.batch_size=-4"], "trainer.batch_size", ["positive"]),
+    (["trainer.batch_size=0"], "trainer.batch_size", ["integer >= 2"]),
+    (["trainer.batch_size=-4"], "trainer.batch_size", ["integer >= 2"]),
     (["optimizer.d.lr=-1e-4"], "optimizer.d.lr", ["positive"]),
     (["optimizer.g.lr=0"], "optimizer.g.lr", ["positive"]),
     (["optimizer.d_steps=0"], "optimizer.d_steps", ["positive"]),
@@ -51,6 +51,12 @@ CASES = [
     (["model.latent_distribution=gauss"], "model.latent_distribution", ["normal", "uniform"]),
     (["data=stacked-mnist", "model=mlp", "data.digits_from=all"], "data.digits_from",
      ["train+test"]),
+    (["eval.final_samples=-1"], "eval.final_samples",
+     ["-1 is not an integer >= 0", "eval.final_samples=10000"]),
+    (["seed=-1"], "seed", ["2^32 - 1", "seed=0"]),
+    (["+optimizer.d.eps=-1e-8"], "optimizer.d.eps", ["number >= 0"]),
+    (["verdict.window=0"], "verdict.window", ["(0, 1]"]),
+    (["data=fashion", "data.batch_size=1"], "data.batch_size", ["integer >= 2"]),
 ]
 
 
@@ -77,7 +83,7 @@ def test_bad_input_names_the_key_and_the_fix(args, key, words, tmp_path):
         assert word in line
 
 
-@pytest.mark.parametrize("index", [0, 4, 9, 15])
+@pytest.mark.parametrize("index", [0, 4, 9, 15, len(CASES) - 5])
 def test_the_entrypoint_prints_one_line_and_exits_non_zero(index, tmp_path):
     args, key, _ = CASES[index]
     out = run_cli("src/train.py", *args, f"hydra.run.dir={tmp_path}",
@@ -112,13 +118,22 @@ def test_a_good_folder_trains(tmp_path):
     assert summary["status"] == "finished" and summary["steps"] == 3
 
 
-def test_a_missing_classifier_names_the_set_up_command(tmp_path):
-    import shutil
+def test_a_retrained_classifier_that_is_missing_is_one_line(tmp_path):
+    with pytest.raises(ConfigError, match=r"eval.classifier_weights: no file at .*missing.pt\. "
+                                          r"Fix: give a file written by scripts/train_classifier"):
+        train(make_cfg("model=mlp", f"eval.classifier_weights={tmp_path / 'missing.pt'}",
+                       "eval.final_samples=100"), tmp_path / "run")
 
-    from conftest import DATA_ROOT
 
-    shutil.copytree(DATA_ROOT / "MNIST", tmp_path / "MNIST")  # data, but no classifiers
-    with pytest.raises(ConfigError, match=r"eval.feature_space: the mnist classifier .* is not "
-                                          r"set up .*Fix: run `make data`"):
-        train(make_cfg("model=mlp", f"paths.data={tmp_path}", "eval.final_samples=100"),
-              tmp_path / "run")
+
+@pytest.mark.parametrize("content", [b"\x80\x02abc", b"hello", bytes(range(5))],
+                         ids=["pickle-prefix", "text", "binary"])
+def test_a_resume_file_of_garbage_is_one_line(content, tmp_path):
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(content)
+    out = run_cli("src/train.py", "debug=fast", f"trainer.resume={garbage}",
+                  f"hydra.run.dir={tmp_path / 'run'}", timeout=300)
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert out.returncode == 2 and len(lines) == 1, out.stderr
+    assert lines[0].startswith(f"error: trainer.resume: {garbage}: not a torch checkpoint")
+    assert "Fix: " in lines[0] and "Traceback" not in out.stdout + out.stderr

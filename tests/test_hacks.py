@@ -36,12 +36,16 @@ def test_without_hacks_the_labels_are_one_and_zero():
     assert real.tolist() == [1.0] * 3 and fake.tolist() == [0.0] * 4
 
 
-@pytest.mark.parametrize("key, value", [("hacks.smoothing.real", [1.2, 0.7]),
-                                        ("hacks.noisy.flip", 0.7)])
-def test_bad_hack_settings_are_refused(key, value):
-    hacks = {"smoothing": {"real": value}} if "smoothing" in key else {"noisy": {"flip": value}}
+@pytest.mark.parametrize("hack, key, value", [("smoothing", "hacks.smoothing.real", "[1.2,0.7]"),
+                                              ("smoothing", "hacks.smoothing.real", "[-0.1,1]"),
+                                              ("noisy", "hacks.noisy.flip", "0.7")])
+def test_bad_hack_settings_are_refused(hack, key, value):
+    from conftest import make_cfg
+
+    from gancompare.config import check_config
+
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
-        Labels(hacks, torch.device("cpu"))
+        check_config(make_cfg(f"hacks=[{hack}]", f"{key}={value}"))
 
 
 @pytest.mark.parametrize("loss", ["wasserstein", "hinge"])

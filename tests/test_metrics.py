@@ -10,6 +10,7 @@ import torch
 from conftest import DATA_ROOT, make_cfg
 
 from gancompare.datasets import load_dataset, to_model_space
+from gancompare.errors import ConfigError
 from gancompare.evaluation import metrics
 from gancompare.evaluation.classifier import REQUIRED_ACCURACY, accuracy, load_classifier
 from gancompare.evaluation.features import ClassifierSpace
@@ -22,7 +23,7 @@ CPU = torch.device("cpu")
 def mnist():
     """MNIST train/test with labels, and the classifier feature space."""
     data = load_dataset(make_cfg("data=fashion", "data.source=mnist").data, DATA_ROOT, None, CPU)
-    return data, ClassifierSpace("mnist", DATA_ROOT, CPU)
+    return data, ClassifierSpace("mnist", CPU)
 
 
 @pytest.fixture(scope="module")
@@ -40,14 +41,46 @@ def features(mnist):
             "test_labels": data.test_labels[test_idx]}
 
 
-@pytest.mark.parametrize("domain", ["mnist", "fashion-mnist"])
-def test_domain_classifiers_reach_the_required_accuracy(domain):
-    model, info = load_classifier(domain, DATA_ROOT, CPU)
-    assert info["test_accuracy"] >= REQUIRED_ACCURACY[domain]
+@pytest.mark.parametrize(("domain", "stated"), [("mnist", 0.9949), ("fashion-mnist", 0.9283)])
+def test_the_shipped_classifiers_reach_their_stated_test_accuracy(domain, stated):
+    """Re-measured on the 10,000 test images, not read from the file. The stated figure was
+    measured in float32 on one CPU; another CPU's kernels sum in another order and can move an
+    image at the decision boundary across it: at most 2 of 10,000 (abs=2e-4)."""
+    model, info = load_classifier(domain, CPU)
+    assert info["test_accuracy"] == stated >= REQUIRED_ACCURACY[domain]
     cfg = make_cfg("data=fashion", f"data.source={domain}").data
-    data = load_dataset(cfg, DATA_ROOT, None, CPU)  # re-measured, not just read from the cache
+    data = load_dataset(cfg, DATA_ROOT, None, CPU)
     measured = accuracy(model, to_model_space(data.test), data.test_labels, CPU)
-    assert measured == pytest.approx(info["test_accuracy"], abs=1e-4)
+    assert measured == pytest.approx(stated, abs=2e-4)
+
+
+def test_the_shipped_weights_are_checked_against_their_pin(tmp_path, monkeypatch):
+    from gancompare.evaluation import classifier
+
+    (tmp_path / "mnist.pt").write_bytes(classifier.shipped_path("mnist").read_bytes()[:-1])
+    monkeypatch.setattr(classifier, "WEIGHTS", tmp_path)
+    with pytest.raises(ConfigError, match=r"eval.classifier_weights: the shipped mnist classifier"
+                                          r" .* does not match its pinned sha256"):
+        load_classifier("mnist", CPU)
+
+
+def test_a_retrained_classifier_is_used_only_when_asked_and_only_for_its_domain(tmp_path):
+    from gancompare.evaluation.classifier import DomainClassifier, save_classifier
+
+    torch.manual_seed(0)
+    retrained = tmp_path / "mnist-retrained.pt"
+    save_classifier(DomainClassifier(), {"domain": "mnist", "test_accuracy": 0.1}, retrained)
+    model, info = load_classifier("mnist", CPU, retrained)
+    assert info["test_accuracy"] == 0.1
+    with pytest.raises(ConfigError, match="is the mnist classifier; this data set is read by the "
+                                          "fashion-mnist one"):
+        load_classifier("fashion-mnist", CPU, retrained)
+    (tmp_path / "garbage.pt").write_bytes(b"hello")
+    with pytest.raises(ConfigError, match="eval.classifier_weights: .*garbage.pt is not a "
+                                          "classifier file"):
+        load_classifier("mnist", CPU, tmp_path / "garbage.pt")
+    with pytest.raises(ConfigError, match="eval.classifier_weights: no file at"):
+        load_classifier("mnist", CPU, tmp_path / "missing.pt")
 
 
 def test_fid_between_real_splits_is_far_below_fid_of_one_class(features):
@@ -92,7 +125,7 @@ def test_the_evaluator_scores_real_samples_as_real_and_one_class_as_collapsed(mn
     data, _ = mnist
     cfg = make_cfg("data=mnist8", "data.classes=null", "eval.reference_samples=3000",
                    "eval.prdc_samples=1000", "eval.kid_subsets=20", debug="eval")
-    evaluator = Evaluator(cfg.eval, cfg.data, data, CPU, DATA_ROOT)
+    evaluator = Evaluator(cfg.eval, cfg.data, data, CPU)
     real = to_model_space(data.test[:1000])  # held-out real digits
     ones = to_model_space(data.train[data.train_labels == 1][:1000])
     good = evaluator.evaluate(lambda n: real[:n], 1000)
@@ -261,3 +294,46 @@ def test_distinct_fraction_of_a_collapsed_generator_is_fast_and_exact():
     apart = 100 * torch.arange(1, 51, dtype=torch.float32)[:, None].repeat(1, 16)
     assert metrics.distinct_fraction(torch.cat([dense, apart]), radius=0.5) == \
         pytest.approx(51 / 3050)
+
+
+# The same samples through the shipped classifier with this CPU's kernels and with those of an
+# AVX2-only CPU (oneDNN, MKL and ATen limited to AVX2: the other kind of machine this project
+# runs on). float32 features from kernels that sum in another order differ by ~1e-7 relative,
+# and so does FID (measured: 7.1767269 here, 7.1767277 under AVX2); rel=1e-5 leaves 100x margin,
+# while another network (a classifier retrained on another CPU) moves FID by percents. The pinned
+# value was measured with the shipped weights on an AMD EPYC with AVX-512 BF16.
+FIXED_SAMPLES_FID = 7.176727
+AVX2_ONLY_KERNELS = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2",
+                     "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
+FIXED_SAMPLES_METRICS = """
+import json, sys, torch
+from hydra import compose, initialize_config_dir
+with initialize_config_dir(config_dir=sys.argv[1], version_base="1.3"):
+    cfg = compose(config_name="train", overrides=["debug=eval", "device=cpu"])
+from gancompare.build import build
+from gancompare.datasets import to_model_space
+built = build(cfg)
+g = torch.Generator().manual_seed(0)
+real = to_model_space(built.data.train[torch.randperm(len(built.data), generator=g)[:2000]])
+noisy = (real + 0.3 * torch.randn(real.shape, generator=g)).clamp(-1, 1)  # fixed "samples"
+print(json.dumps(built.evaluator.evaluate(lambda n: noisy[:n], 2000)))
+"""
+
+
+@pytest.mark.parametrize("kernels", ["this CPU", "AVX2 only"])
+def test_the_same_samples_get_the_same_metrics_on_either_kind_of_cpu(kernels, tmp_path):
+    import json
+
+    from conftest import CONF, run_cli
+
+    script = tmp_path / "fixed_samples.py"
+    script.write_text(FIXED_SAMPLES_METRICS)
+    env = AVX2_ONLY_KERNELS if kernels == "AVX2 only" else {}
+    out = run_cli(str(script), str(CONF), env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    figures = json.loads(out.stdout.splitlines()[-1])
+    assert figures["fid_mnist_cnn"] == pytest.approx(FIXED_SAMPLES_FID, rel=1e-5)
+    assert figures["kid_mnist_cnn"] == pytest.approx(0.71138, rel=1e-4)
+    for name, value in (("coverage", 0.58), ("precision", 0.7516667), ("recall", 0.6933333),
+                        ("ndb_k", 0.53), ("classes", 1.0)):  # counts: within one sample
+        assert figures[f"{name}_mnist_cnn"] == pytest.approx(value, abs=1 / 2000 + 1e-6), name

@@ -9,6 +9,7 @@ import torch
 from conftest import make_cfg
 from torch import nn
 
+from gancompare import precision
 from gancompare.build import build
 from gancompare.errors import ConfigError
 from gancompare.precision import native_bf16, resolve_precision
@@ -48,6 +49,60 @@ def test_precision_choices():
         resolve_precision("tf32", CPU)
     cfg = build(make_cfg("trainer.precision=auto")).cfg
     assert cfg.trainer.precision in ("32", "bf16-mixed")  # the saved config says what ran
+
+
+AVX2_ONLY = {"fpu", "sse2", "avx", "avx2", "fma"}  # an AMD EPYC of the other kind
+AVX512_BF16 = AVX2_ONLY | {"avx512f", "avx512_vnni", "avx512_bf16"}
+
+
+@pytest.mark.parametrize(("flags", "native"), [(AVX2_ONLY, False), (AVX512_BF16, True),
+                                               (AVX2_ONLY | {"amx_tile", "amx_bf16"}, True)],
+                         ids=["avx2-only", "avx512-bf16", "amx"])
+def test_auto_is_bf16_only_where_the_cpu_has_native_bf16(monkeypatch, flags, native):
+    monkeypatch.setattr(precision, "cpu_flags", lambda: set(flags))
+    assert native_bf16(CPU) is native
+    assert resolve_precision("auto", CPU) == ("bf16-mixed" if native else "32")
+    assert resolve_precision("auto", CPU, "mixture") == "32"
+    assert build(make_cfg("trainer.precision=auto")).cfg.trainer.precision == \
+        ("bf16-mixed" if native else "32")
+
+
+def test_explicit_bf16_on_a_cpu_without_it_warns_once_with_the_cause_and_the_fix(
+        monkeypatch, caplog):
+    monkeypatch.setattr(precision, "cpu_flags", lambda: set(AVX2_ONLY))
+    monkeypatch.setattr(precision, "_warned", set())
+    with caplog.at_level(logging.WARNING, logger="gancompare.precision"):
+        for _ in range(3):  # e.g. trainer.seeds builds one run per seed
+            assert resolve_precision("bf16-mixed", CPU) == "bf16-mixed"  # as asked
+    warnings = [r.getMessage() for r in caplog.records if "emulated" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "this one has avx2, fma" in warnings[0] and "37x slower" in warnings[0]
+    assert warnings[0].endswith("Use trainer.precision=auto (fp32 here) or 32")
+    caplog.clear()
+    monkeypatch.setattr(precision, "cpu_flags", lambda: set(AVX512_BF16))
+    monkeypatch.setattr(precision, "_warned", set())
+    with caplog.at_level(logging.WARNING, logger="gancompare.precision"):
+        resolve_precision("bf16-mixed", CPU)
+    assert "emulated" not in caplog.text
+
+
+def test_the_vector_extensions_are_read_from_the_cpu(monkeypatch):
+    monkeypatch.setattr(precision, "cpu_flags", lambda: set(AVX512_BF16))
+    assert precision.vector_extensions() == ["avx2", "fma", "avx512f", "avx512_vnni",
+                                             "avx512_bf16"]
+    assert "avx2" in precision.cpu_flags() or not precision.cpu_flags()  # this machine's
+
+
+def test_precision_64_runs_everything_in_float64_and_the_next_build_is_float32_again():
+    gan = build(make_cfg("trainer.precision=64", "model.d_norm=batch")).gan
+    figures = gan.step()
+    assert all(v.dtype == torch.float64 for v in figures.values())
+    assert all(p.dtype == torch.float64 for m in (gan.generator, gan.discriminator)
+               for p in m.parameters())
+    assert gan.real_batch(4).dtype == gan.sample(4).dtype == torch.float64
+    gan32 = build(make_cfg("trainer.precision=32")).gan
+    assert torch.get_default_dtype() == torch.float32
+    assert all(p.dtype == torch.float32 for p in gan32.generator.parameters())
 
 
 def test_auto_is_fp32_for_the_2d_mixtures_whose_points_bf16_would_round_together(caplog):

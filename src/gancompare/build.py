@@ -15,7 +15,7 @@ from gancompare.datasets import Dataset, load_dataset
 from gancompare.errors import ConfigError
 from gancompare.evaluation import Evaluator
 from gancompare.gan import GAN, build_gan, sample_latent
-from gancompare.precision import resolve_precision
+from gancompare.precision import resolve_precision, set_default_dtype
 
 
 @dataclass
@@ -39,6 +39,7 @@ def build(cfg: DictConfig, device: str | None = None) -> Built:
     # `auto` becomes what runs here, so the saved config and the summary say it.
     cfg.trainer.precision = resolve_precision(cfg.trainer.precision, torch_device,
                                               cfg.data.source)
+    set_default_dtype(cfg.trainer.precision)
     seed_everything(cfg.seed)
     data = load_dataset(cfg.data, cfg.paths.data, cfg.model.get("resolution"), torch_device)
     batch_size = cfg.trainer.batch_size
@@ -53,5 +54,5 @@ def build(cfg: DictConfig, device: str | None = None) -> Built:
     fixed_z = sample_latent(cfg.trainer.sample_grid ** 2, cfg.model.latent_dim,
                             gan.latent_distribution,
                             generator=torch.Generator().manual_seed(cfg.seed)).to(torch_device)
-    evaluator = Evaluator(cfg.eval, cfg.data, data, torch_device, cfg.paths.data)
+    evaluator = Evaluator(cfg.eval, cfg.data, data, torch_device)
     return Built(cfg, torch_device, data, gan, evaluator, fixed_z, steps_per_epoch, total_steps)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import pickle
 import random
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -74,9 +73,41 @@ def load(path: Path, device: torch.device | str = "cpu", key: str = "checkpoint"
                 "could run code; it was not loaded", "use a checkpoint written by src/train.py "
                 "(re-save others with tensors and plain types only)") from None
         raise CorruptCheckpoint(f"{path}: not a torch checkpoint (unpickling failed)") from None
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as error:
-        reason = (str(error).splitlines() or [type(error).__name__])[0]
-        raise CorruptCheckpoint(f"{path}: {reason}") from None
+    except Exception as error:  # noqa: BLE001
+        # Arbitrary bytes make the weights-only unpickler fail in many ways (IndexError, KeyError,
+        # UnicodeDecodeError, a zip error, EOF...): each means the same, not a checkpoint.
+        reason = (str(error).splitlines() or [""])[0].strip() or type(error).__name__
+        raise CorruptCheckpoint(f"{path}: not a torch checkpoint ({reason})") from None
+
+
+CHECKPOINT_KEYS = ("step", "generator", "discriminator", "g_optimizer", "d_optimizer", "rng",
+                   "fixed_z")
+
+
+def load_checkpoint(path: Path, device: torch.device | str = "cpu",
+                    key: str = "checkpoint") -> dict[str, Any]:
+    """`load`, and the file must be a checkpoint of src/train.py: a torch file of something else
+    (a bare state dict, a tensor) raises CorruptCheckpoint instead of a KeyError later."""
+    state = load(path, device, key)
+    missing = [k for k in CHECKPOINT_KEYS if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise CorruptCheckpoint(f"{path}: a torch file, but not a checkpoint of src/train.py "
+                                f"(it lacks {', '.join(missing)})")
+    return state
+
+
+def restore(target: Any, state: dict[str, Any], path: Path, key: str) -> None:
+    """target.load_state_dict(state); a checkpoint of other networks (another model, latent size
+    or normalisation) is one line naming `key`, not a size-mismatch traceback."""
+    try:
+        target.load_state_dict(state)
+    except (RuntimeError, KeyError, ValueError) as error:
+        reason = next((line.strip() for line in str(error).splitlines()
+                       if "size mismatch" in line or "Missing key" in line), None)
+        reason = reason or (str(error).splitlines() or [type(error).__name__])[0]
+        raise ConfigError(key, f"{path} was written by a run with other networks or optimisers "
+                          f"({reason.rstrip('.')})", "use it with the config that wrote it (its "
+                          "run directory's config.yaml), or give another checkpoint") from None
 
 
 def save_epoch(directory: Path, epoch: int, state: dict[str, Any], keep: int) -> Path:
@@ -104,9 +135,9 @@ def resume_state(setting: Any, run_dir: Path,
             raise ConfigError("trainer.resume", f"no checkpoint at {path}",
                               "give a checkpoints/*.pt path, or auto to resume this run directory")
         try:
-            return load(path, device, key="trainer.resume"), path
+            return load_checkpoint(path, device, key="trainer.resume"), path
         except CorruptCheckpoint as error:
-            raise ConfigError("trainer.resume", f"{error} (not a readable checkpoint)",
+            raise ConfigError("trainer.resume", str(error),
                               "give another checkpoints/*.pt, or trainer.resume=false") from None
     directory = Path(run_dir) / "checkpoints"
     candidates = [directory / LAST] + sorted(directory.glob("epoch_*.pt"), reverse=True)
@@ -114,7 +145,7 @@ def resume_state(setting: Any, run_dir: Path,
     unreadable = []
     for path in candidates:
         try:
-            state = load(path, device, key="trainer.resume")
+            state = load_checkpoint(path, device, key="trainer.resume")
         except CorruptCheckpoint as error:
             unreadable.append(str(error))
             continue

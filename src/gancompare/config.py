@@ -1,8 +1,8 @@
 """Checks of a composed config before anything is built, and the few settings derived from it.
 
-Types are checked by Hydra against `schema.py` while composing; what a type cannot say (a
-positive batch size, a known hack for this loss) is checked here. Each check raises
-`ConfigError(key, problem, fix)`, which the entrypoint prints as one line.
+Types are checked by Hydra against `schema.py` while composing, the range of every numeric key
+by `ranges.py`, and combinations (a known hack for this loss, simultaneous updates) here. Each
+check raises `ConfigError(key, problem, fix)`, which the entrypoint prints as one line.
 """
 
 from __future__ import annotations
@@ -19,19 +19,9 @@ from gancompare.errors import ConfigError
 from gancompare.gan import LATENTS
 from gancompare.hacks import check_hacks
 from gancompare.losses import get_objective
+from gancompare.ranges import check_ranges
 
 log = logging.getLogger(__name__)
-
-
-def _positive(cfg: DictConfig, key: str, example: str, integer: bool = False,
-              optional: bool = False) -> None:
-    value = OmegaConf.select(cfg, key)
-    if value is None and optional:
-        return
-    kind = "integer" if integer else "number"
-    ok = isinstance(value, int) if integer else isinstance(value, int | float)
-    if isinstance(value, bool) or not ok or value <= 0:
-        raise ConfigError(key, f"{value!r} is not a positive {kind}", f"set e.g. {key}={example}")
 
 
 UPDATES = ("alternating", "simultaneous")
@@ -49,29 +39,11 @@ def _choice(cfg: DictConfig, key: str, choices: tuple[str, ...], default: str) -
 
 def check_config(cfg: DictConfig) -> None:
     """Refuse bad input with the key and the fix, before any data or model is built."""
-    _positive(cfg, "trainer.batch_size", "128", integer=True)
-    if cfg.trainer.batch_size < 2:
-        raise ConfigError("trainer.batch_size", "D needs at least one real and one fake sample",
-                          "set trainer.batch_size=2 or more (128 in the baseline)")
-    _positive(cfg, "trainer.epochs", "10", integer=True)
-    _positive(cfg, "trainer.max_steps", "200", integer=True, optional=True)
-    _positive(cfg, "trainer.log_every", "25", integer=True)
-    _positive(cfg, "eval.every_steps", "250", integer=True, optional=True)
+    check_ranges(cfg)
     if _choice(cfg, "data.real_range", REAL_RANGES, "signed") == "unit" and \
             cfg.data.source == "mixture":
         raise ConfigError("data.real_range", "the 2-D mixtures are points, not pixels",
                           f"drop data.real_range for data={cfg.data.name}")
-    _positive(cfg, "model.latent_dim", "50", integer=True)
-    _positive(cfg, "model.pack", "2", integer=True, optional=True)
-    _positive(cfg, "optimizer.d_steps", "5", integer=True)
-    _positive(cfg, "optimizer.g_steps", "2", integer=True, optional=True)
-    _positive(cfg, "loss.clip_weights", "0.01", optional=True)
-    for net in ("d", "g"):
-        _positive(cfg, f"optimizer.{net}.lr", "2e-4")
-    penalty = cfg.loss.get("gradient_penalty")
-    if penalty is not None and (not isinstance(penalty, int | float) or penalty < 0):
-        raise ConfigError("loss.gradient_penalty", f"{penalty!r} is not a weight >= 0",
-                          "set e.g. loss.gradient_penalty=10, or null for none")
     updates = _choice(cfg, "optimizer.updates", UPDATES, "alternating")
     d_passes = _choice(cfg, "optimizer.d_passes", D_PASSES, "joint")
     g_latents = _choice(cfg, "optimizer.g_latents", G_LATENTS, "fresh")

@@ -72,10 +72,11 @@ class Dataset:
 
 
 def to_model_space(x: Tensor) -> Tensor:
-    """uint8 pixels -> floats in [-1, 1]; points pass through."""
+    """uint8 pixels -> floats in [-1, 1]; points pass through (in torch's default dtype:
+    float32, or float64 under trainer.precision=64)."""
     if x.dtype == torch.uint8:
-        return x.float().div_(127.5).sub_(1.0)
-    return x.float()
+        return x.to(torch.get_default_dtype()).div_(127.5).sub_(1.0)
+    return x.to(torch.get_default_dtype())
 
 
 def resize(images: Tensor, resolution: int) -> Tensor:

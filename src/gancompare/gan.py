@@ -44,7 +44,7 @@ from gancompare.datasets import Dataset
 from gancompare.hacks import Labels
 from gancompare.losses import Objective, clip_weights, get_objective, gradient_penalty
 from gancompare.models import build_models
-from gancompare.precision import autocast, resolve_precision
+from gancompare.precision import autocast, full_precision, resolve_precision
 
 log = logging.getLogger(__name__)
 NETS = ("generator", "discriminator", "g_optimizer", "d_optimizer")
@@ -157,9 +157,9 @@ class GAN:
         return torch.stack(slots, dim=bd + 1).flatten(bd, bd + 1)
 
     def D(self, x: Tensor) -> Tensor:
-        """D's outputs in float32, whatever precision its forward pass ran in."""
+        """D's outputs in the run's full precision, whatever its forward pass ran in."""
         with self.autocast():
-            return self.discriminator(x).float()
+            return full_precision(self.discriminator(x))
 
     def G(self, z: Tensor) -> Tensor:
         with self.autocast():
@@ -215,8 +215,8 @@ class GAN:
                    "d_loss": (loss_real + loss_fake + penalty).detach(), "d_grad_norm": norm}
         out_real, out_fake = out_real.detach(), out_fake.detach()
         if objective.has_accuracy:
-            figures["d_acc_real"] = (out_real > objective.threshold).float().mean(-1)
-            figures["d_acc_fake"] = (out_fake < objective.threshold).float().mean(-1)
+            figures["d_acc_real"] = (out_real > objective.threshold).to(out_real.dtype).mean(-1)
+            figures["d_acc_fake"] = (out_fake < objective.threshold).to(out_fake.dtype).mean(-1)
         if not objective.uses_labels:  # a critic's or margin's raw scores
             figures["critic_real"] = out_real.mean(-1)
             figures["critic_fake"] = out_fake.mean(-1)
@@ -264,7 +264,8 @@ class GAN:
         if not self.penalty_weight:
             return torch.zeros((), device=real.device)
         return self.penalty_weight * gradient_penalty(
-            self.D, real.float(), fake.float(), self.penalty_alpha(real), self.batch_dim + 1)
+            self.D, full_precision(real), full_precision(fake), self.penalty_alpha(real),
+            self.batch_dim + 1)
 
     def _d_optimizer_step(self, loss: Tensor) -> Tensor:
         self.d_optimizer.zero_grad(set_to_none=True)
@@ -299,7 +300,7 @@ class GAN:
         try:
             bd = self.batch_dim
             return self.data.as_signed(
-                torch.cat([self.G(chunk).float() for chunk in z.split(1000, bd)], bd))
+                torch.cat([full_precision(self.G(chunk)) for chunk in z.split(1000, bd)], bd))
         finally:
             self.generator.train(was_training)
 

@@ -47,10 +47,7 @@ class Labels:
                      else LabelRange(1, 1))
         fake = smoothing.get("fake") if smoothing else None
         self.fake = _range(fake, "hacks.smoothing.fake") if fake is not None else LabelRange(0, 0)
-        self.flip = float(noisy["flip"]) if noisy else 0.0
-        if not 0.0 <= self.flip <= 0.5:
-            raise ConfigError("hacks.noisy.flip", f"{self.flip} is not a fraction in [0, 0.5]",
-                              "set e.g. hacks.noisy.flip=0.05")
+        self.flip = float(noisy["flip"]) if noisy else 0.0  # in [0, 0.5]: ranges.py
         self.device = device
 
     def __call__(self, n_real: int, n_fake: int) -> tuple[Tensor, Tensor]:
@@ -82,6 +79,10 @@ def check_hacks(hacks: Mapping, uses_labels: bool, loss: str) -> None:
         if name not in KNOWN_HACKS:
             raise ConfigError("hacks", f"unknown hack '{name}'",
                               f"choose any subset of {', '.join(KNOWN_HACKS)}")
+    smoothing = hacks.get("smoothing") or {}
+    for side in ("real", "fake"):
+        if smoothing.get(side) is not None:
+            _range(smoothing[side], f"hacks.smoothing.{side}")  # a [low, high] pair
     label_hacks = [h for h in LABEL_HACKS if h in hacks]
     if label_hacks and not uses_labels:
         raise ConfigError(

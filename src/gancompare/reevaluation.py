@@ -42,11 +42,11 @@ def load_run(run_dir: Path, checkpoint_path: Path | None = None,
                           "pass one of the run's checkpoints/*.pt")
     built = build(cfg, device)
     try:
-        state = checkpoint.load(checkpoint_path, built.device, key="--checkpoint")
+        state = checkpoint.load_checkpoint(checkpoint_path, built.device, key="--checkpoint")
     except checkpoint.CorruptCheckpoint as error:
-        raise ConfigError("--checkpoint", f"{error} (not a readable checkpoint)",
+        raise ConfigError("--checkpoint", str(error),
                           "pass another of the run's checkpoints/*.pt") from None
-    built.gan.load_state_dict(state)
+    checkpoint.restore(built.gan, state, checkpoint_path, key="--checkpoint")
     return built, state, checkpoint_path
 
 

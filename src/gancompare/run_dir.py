@@ -84,7 +84,7 @@ class RunDir:
         if not self._pending:
             return []
         keys = list(self._pending[0][2])
-        values = torch.stack([torch.stack([f[k].float() for k in keys])
+        values = torch.stack([torch.stack([f[k].double() for k in keys])  # float64: exact
                               for _, _, f in self._pending]).cpu()
         rows = [{"step": step, "epoch": epoch, **dict(zip(keys, row.tolist(), strict=True)),
                  **self._attached.pop(step, {})}

@@ -50,6 +50,7 @@ class EvalSchema:
     final_samples: int = 10000
     feature_space: str = "auto"
     inception_weights: str | None = None
+    classifier_weights: str | None = None
     reference_samples: int = 10000
     ndb_bins: int = 100
     prdc_k: int = 5

@@ -107,7 +107,7 @@ def start_run(built: Built, run_dir: Path, wandb_name: str | None,
     resumed = checkpoint.resume_state(cfg.trainer.resume, run_dir, built.device)
     if resumed is not None:
         state, path = resumed
-        gan.load_state_dict(state)
+        checkpoint.restore(gan, state, path, key="trainer.resume")
         checkpoint.restore_rng(state["rng"])
         start_step, fixed_z = state["step"], state["fixed_z"].to(built.device)
         log.info("Resumed from %s at step %d", path, start_step)

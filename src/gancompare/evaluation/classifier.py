@@ -1,15 +1,15 @@
-"""Domain classifiers for MNIST and Fashion-MNIST, trained by the project (no weights download).
+"""Domain classifiers for MNIST and Fashion-MNIST: the feature space of FID, KID, NDB, PRDC and
+class coverage on MNIST-like data (as TF-GAN's MNIST score uses its own classifier).
 
-Their penultimate activations (128-d) are the default feature space for FID, NDB and PRDC on
-MNIST-like data, and their predictions give class coverage (as TF-GAN's MNIST score does with
-its own classifier). A classifier is cached under <data root>/classifiers/, keyed by a hash of
-the training files and the recipe below; change either and it is trained again.
+Their weights ship with the project (`weights/<domain>.pt`, about 1 MB each, sha256-pinned in
+SHIPPED_SHA256, loaded weights-only), as Inception-FID pins its network: the same samples then
+get the same FID on every machine. Training one again gives other weights on another CPU (its
+kernels sum in another order), so retraining is its own command (`scripts/train_classifier.py`)
+and a retrained file is used only when a run asks for it (`eval.classifier_weights=<file>`).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import time
 from pathlib import Path
@@ -30,6 +30,17 @@ RECIPES = {
 }
 REQUIRED_ACCURACY = {"mnist": 0.990, "fashion-mnist": 0.91}
 FEATURE_DIM = 128
+WEIGHTS = Path(__file__).with_name("weights")
+# The weights every number in docs/results.md was computed with (see its "Feature space"), each
+# trained once by the recipe above (scripts/train_classifier.py --ship prints a new pin).
+SHIPPED_SHA256 = {
+    "mnist": "590cda130ec2f1f55269d2ec6ba47447791060747ca9599456b7e015da4b6057",  # 99.49 %
+    "fashion-mnist": "5237343e6d9477cdd2b7fd5e7fc76cb1f55018c474a399308da2b78dca54fdc4",  # 92.83 %
+}
+
+
+def shipped_path(domain: str) -> Path:
+    return WEIGHTS / f"{domain}.pt"
 
 
 class DomainClassifier(nn.Module):
@@ -63,14 +74,6 @@ def _load_split(domain: str, root: Path, train: bool) -> tuple[Tensor, Tensor]:
         raise FileNotFoundError(f"{cls.__name__} is not set up under {root}: run make data")
     ds = cls(str(root), train=train, download=False)
     return ds.data.unsqueeze(1).float().div(127.5).sub(1.0), ds.targets
-
-
-def cache_path(domain: str, root: Path) -> Path:
-    folder = "MNIST" if domain == "mnist" else "FashionMNIST"
-    digest = hashlib.sha256(json.dumps(RECIPES[domain], sort_keys=True).encode())
-    for name in sorted(data_sources.IDX_FILES):
-        digest.update(data_sources.sha256(Path(root) / folder / "raw" / name).encode())
-    return Path(root) / "classifiers" / f"{domain}-{digest.hexdigest()[:12]}.pt"
 
 
 @torch.no_grad()
@@ -120,37 +123,45 @@ def train_classifier(domain: str, root: Path,
     return model.eval(), info
 
 
-def load_classifier(domain: str, root: Path,
-                    device: torch.device) -> tuple[DomainClassifier, dict]:
-    """The cached classifier for `domain` (mnist | fashion-mnist). Training it is part of the
-    set-up (`make data`, `train_and_cache`), never of a metric call."""
+def load_classifier(domain: str, device: torch.device,
+                    weights: str | Path | None = None) -> tuple[DomainClassifier, dict]:
+    """The classifier for `domain` (mnist | fashion-mnist): the shipped weights (sha256-checked),
+    or `weights`, a file written by scripts/train_classifier.py (`eval.classifier_weights`)."""
     if domain not in RECIPES:
         raise ConfigError("data.classifier", f"no domain classifier for '{domain}'",
                           f"choose one of {', '.join(RECIPES)}, or null")
+    if weights is None:
+        path = shipped_path(domain)
+        if not path.is_file() or data_sources.sha256(path) != SHIPPED_SHA256[domain]:
+            raise ConfigError("eval.classifier_weights", f"the shipped {domain} classifier "
+                              f"{path} is missing or does not match its pinned sha256",
+                              f"restore it from the repository (`git checkout -- {path}`)")
+    else:
+        path = Path(weights)
+        if not path.is_file():
+            raise ConfigError("eval.classifier_weights", f"no file at {path}",
+                              "give a file written by scripts/train_classifier.py, or null for "
+                              "the shipped weights")
     try:
-        path = cache_path(domain, root)
-    except FileNotFoundError:  # the training files themselves are missing
-        path = None
-    if path is None or not path.is_file():
-        raise ConfigError("eval.feature_space", f"the {domain} classifier the metrics use is not "
-                          f"set up under {Path(root) / 'classifiers'}", "run `make data` (trains "
-                          "it once, 2-5 min on CPU), or set eval.feature_space=pixels")
-    state = torch.load(path, map_location=device, weights_only=True)
-    model = DomainClassifier().to(device)
-    model.load_state_dict(state["model"])
-    return model.eval(), state["info"]
+        state = torch.load(path, map_location=device, weights_only=True)
+        info, model = state["info"], DomainClassifier().to(device)
+        model.load_state_dict(state["model"])
+    except Exception as error:  # noqa: BLE001  (any unreadable or foreign file)
+        reason = (str(error).splitlines() or [type(error).__name__])[0]
+        raise ConfigError("eval.classifier_weights", f"{path} is not a classifier file of "
+                          f"scripts/train_classifier.py ({reason})", "retrain it, or set "
+                          "eval.classifier_weights=null for the shipped weights") from None
+    if info.get("domain") != domain:
+        raise ConfigError("eval.classifier_weights", f"{path} is the {info.get('domain')} "
+                          f"classifier; this data set is read by the {domain} one",
+                          f"give a {domain} file, or null for the shipped weights")
+    return model.eval(), info
 
 
-def train_and_cache(domain: str, root: Path, device: torch.device) -> dict:
-    """Set-up: train the classifier for `domain` unless it is cached; return its info."""
-    path = cache_path(domain, root)
-    if path.is_file():
-        return torch.load(path, map_location="cpu", weights_only=True)["info"]
-    log.info("Training the %s classifier (cached at %s)", domain, path)
-    model, info = train_classifier(domain, root, device)
+def save_classifier(model: DomainClassifier, info: dict, path: Path) -> str:
+    """Write a classifier file (atomically); its sha256."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     torch.save({"model": model.state_dict(), "info": info}, tmp)
     tmp.replace(path)
-    log.info("%s classifier: test accuracy %.4f", domain, info["test_accuracy"])
-    return info
+    return data_sources.sha256(path)

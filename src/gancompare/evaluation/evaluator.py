@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from functools import cached_property
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -31,17 +30,17 @@ Sampler = Callable[[int], Tensor]
 
 class Evaluator:
     def __init__(self, cfg: DictConfig, data_cfg: DictConfig, data: Dataset,
-                 device: torch.device, root: str | Path) -> None:
-        """cfg: the run's `eval` group; data_cfg: its `data` group (which classifier applies);
-        root: paths.data, where the set-up put the classifiers."""
+                 device: torch.device) -> None:
+        """cfg: the run's `eval` group; data_cfg: its `data` group (which classifier applies)."""
         self.cfg, self.data_cfg, self.data, self.device = cfg, data_cfg, data, device
-        self.root = Path(root)
         self._radius: dict[int, float] = {}
 
     @cached_property
     def space(self) -> FeatureSpace:
+        # .get: runs saved before these keys still re-evaluate
         return feature_space(self.cfg.feature_space, self.data_cfg, self.data.is_image,
-                             self.cfg.get("inception_weights"), self.device, self.root)
+                             self.cfg.get("inception_weights"), self.device,
+                             self.cfg.get("classifier_weights"))
 
     @cached_property
     def reference(self) -> dict:

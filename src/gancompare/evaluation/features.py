@@ -67,10 +67,11 @@ def _as_28_gray(x: Tensor) -> Tensor:
 class ClassifierSpace(FeatureSpace):
     num_classes = 10
 
-    def __init__(self, domain: str, root: Path, device: torch.device) -> None:
+    def __init__(self, domain: str, device: torch.device,
+                 weights: str | Path | None = None) -> None:
         super().__init__(device)
         self.name = f"{domain.replace('-', '_').replace('fashion_mnist', 'fashion')}_cnn"
-        self.model, self.info = load_classifier(domain, root, device)
+        self.model, self.info = load_classifier(domain, device, weights)
         self.model.to(memory_format=torch.channels_last)  # oneDNN's and cuDNN's fast layout
 
     def embed(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
@@ -87,8 +88,8 @@ class StackedClassifierSpace(ClassifierSpace):
 
     num_classes = 1000
 
-    def __init__(self, root: Path, device: torch.device) -> None:
-        super().__init__("mnist", root, device)
+    def __init__(self, device: torch.device, weights: str | Path | None = None) -> None:
+        super().__init__("mnist", device, weights)
         self.name = "mnist_cnn_x3"
 
     def embed(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
@@ -123,9 +124,9 @@ class InceptionSpace(FeatureSpace):
 
 
 def feature_space(choice: str, data_cfg, is_image: bool, inception_weights: str | None,
-                  device: torch.device, root: str | Path) -> FeatureSpace:
-    """`eval.feature_space`: auto | classifier | inception | pixels; `root` is paths.data."""
-    root = Path(root)
+                  device: torch.device, classifier_weights: str | None = None) -> FeatureSpace:
+    """`eval.feature_space`: auto | classifier | inception | pixels; `classifier_weights`:
+    eval.classifier_weights (None: the shipped classifiers)."""
     if not is_image:
         return PointSpace(device)
     domain = data_cfg.get("classifier")
@@ -136,8 +137,8 @@ def feature_space(choice: str, data_cfg, is_image: bool, inception_weights: str 
             raise ConfigError("eval.feature_space", f"data={data_cfg.name} has no domain "
                               "classifier", "use inception (with eval.inception_weights) or pixels")
         if data_cfg.source == "stacked-mnist":
-            return StackedClassifierSpace(root, device)
-        return ClassifierSpace(domain, root, device)
+            return StackedClassifierSpace(device, classifier_weights)
+        return ClassifierSpace(domain, device, classifier_weights)
     if choice == "inception":
         if not inception_weights:
             raise ConfigError("eval.inception_weights", "eval.feature_space=inception needs the "
