@@ -183,3 +183,62 @@ def test_every_config_option_composes():
             value = f"[{option}]" if group == "hacks" else option
             cfg = make_cfg(f"{group}={value}")
             OmegaConf.to_container(cfg, resolve=True)
+
+
+SPECTRAL = [("mlp", (1, 28, 28)), ("dcgan28", (1, 28, 28)), ("dcgan64", (3, 64, 64)),
+            ("pacgan-mlp", (2,)), ("veegan-dcgan", (1, 28, 28))]
+
+
+def _weight_matrix(module: nn.Module, weight: torch.Tensor) -> torch.Tensor:
+    """The matrix whose largest singular value spectral norm divides by: outputs × the rest (a
+    transposed conv's outputs are its dimension 1)."""
+    if isinstance(module, nn.ConvTranspose2d):
+        weight = weight.transpose(0, 1)
+    return weight.reshape(weight.shape[0], -1)
+
+
+@pytest.mark.parametrize(("arch", "shape"), SPECTRAL, ids=[a for a, _ in SPECTRAL])
+def test_spectral_norm_divides_every_weight_by_its_largest_singular_value(arch, shape):
+    """Against the oracle torch.linalg.matrix_norm(W, 2) of the unnormalised weight, once the
+    power iteration (one step per training forward) has converged."""
+    torch.manual_seed(0)
+    latent = make_cfg(f"model={arch}").model.latent_dim
+    g, d = build_models(arch, shape, latent, "spectral", "spectral", 0.02,
+                        image_output=len(shape) == 3)
+    assert not any(isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d | nn.GroupNorm | nn.LayerNorm)
+                   for m in d.modules())  # the norm layers are replaced, not stacked with SN
+    d(torch.randn(2, *shape)), g(torch.randn(2, latent))  # the networks run as built
+    for net in (d, g):
+        layers = [m for m in net.modules() if isinstance(
+            m, nn.Conv2d | nn.ConvTranspose2d | nn.Linear)]
+        assert layers and all(hasattr(m, "parametrizations") for m in layers)
+        for m in layers:
+            original = m.parametrizations.weight.original
+            with torch.no_grad():  # 300 more training-mode power iterations, without the net
+                for _ in range(300):
+                    m.parametrizations.weight[0](original)
+            sigma = torch.linalg.matrix_norm(_weight_matrix(m, original), 2)
+            with torch.no_grad():
+                normalised = m.weight
+            torch.testing.assert_close(normalised, original / sigma, rtol=2e-3, atol=1e-6)
+            assert torch.linalg.matrix_norm(_weight_matrix(m, normalised), 2).item() == \
+                pytest.approx(1.0, rel=2e-3)
+
+
+def test_sngan_trains_resumes_exactly_and_is_refused_under_trainer_seeds(tmp_path):
+    from gancompare import checkpoint
+    from gancompare.training import train, train_seeds
+
+    sngan = ["loss=hinge", "optimizer=sngan", "model.d_norm=spectral", "model=mlp",
+             "trainer.log_every=1"]
+    train(make_cfg(*sngan, "trainer.max_steps=4"), tmp_path / "straight")
+    train(make_cfg(*sngan, "trainer.max_steps=2"), tmp_path / "resumed")
+    summary = train(make_cfg(*sngan, "trainer.max_steps=4"), tmp_path / "resumed")
+    assert summary["resumed_from_step"] == 2 and summary["status"] == "finished"
+    a, b = (checkpoint.load(tmp_path / r / "checkpoints/last.pt") for r in ("straight", "resumed"))
+    assert any(k.endswith("_u") for k in a["discriminator"])  # the power iteration's vector
+    for net in ("generator", "discriminator", "d_optimizer"):
+        torch.testing.assert_close(b[net], a[net], rtol=0, atol=0)
+    with pytest.raises(ConfigError, match=r"model.d_norm: spectral norm's power iteration .* "
+                                          r"Fix: train the seeds as separate runs"):
+        train_seeds(make_cfg(*sngan, "trainer.seeds=[0,1]"), tmp_path / "seeds")

@@ -18,13 +18,14 @@ from torch import nn
 
 from gancompare.errors import ConfigError
 
-NORMS = ("none", "batch", "layer")
+NORMS = ("none", "batch", "layer", "spectral")
 
 
 def norm_layer(kind: str, channels: int, conv: bool) -> nn.Module:
     """Normalisation by name. `layer` normalises each sample on its own (GroupNorm with one group
-    is layer norm over C×H×W), which keeps a gradient penalty's per-sample gradients meaningful."""
-    if kind == "none":
+    is layer norm over C×H×W), which keeps a gradient penalty's per-sample gradients meaningful.
+    `spectral` is no layer: it reparametrises the weights (`spectral_norm` below)."""
+    if kind in ("none", "spectral"):
         return nn.Identity()
     if kind == "batch":
         return nn.BatchNorm2d(channels) if conv else nn.BatchNorm1d(channels)
@@ -296,6 +297,19 @@ def _image_channels(shape: tuple[int, ...], resolution: int, arch: str) -> int:
     return shape[0]
 
 
+def spectral_norm(module: nn.Module) -> nn.Module:
+    """Spectral normalisation (Miyato et al. 2018): every conv and linear weight divided by its
+    largest singular value, estimated by one power iteration per training forward pass
+    (`torch.nn.utils.parametrizations.spectral_norm`; a transposed conv's along dim 1). Applied
+    after initialisation, so the N(0, std) weights are what gets normalised."""
+    from torch.nn.utils.parametrizations import spectral_norm as parametrize
+
+    for m in list(module.modules()):
+        if isinstance(m, nn.Conv2d | nn.ConvTranspose2d | nn.Linear):
+            parametrize(m)
+    return module
+
+
 ARCHITECTURES: dict[str, Callable[..., tuple[nn.Module, nn.Module]]] = {
     "mlp": mlp,
     "dcgan28": dcgan28,
@@ -319,10 +333,15 @@ def build_models(arch: str, shape: tuple[int, ...], latent_dim: int, d_norm: str
     if not isinstance(pack, int) or pack < 1:
         raise ConfigError("model.pack", f"{pack!r} is not a number of samples >= 1",
                           "set model.pack=1 (no packing) or e.g. model.pack=2 (PacGAN2)")
+    layers = {k: "none" if k == "spectral" else k for k in (d_norm, g_norm)}
     generator, discriminator = ARCHITECTURES[arch](
-        tuple(shape), latent_dim=latent_dim, d_norm=d_norm, g_norm=g_norm,
+        tuple(shape), latent_dim=latent_dim, d_norm=layers[d_norm], g_norm=layers[g_norm],
         image_output=image_output, pack=pack)
     norm_std = init_std if norm_init_std is None else norm_init_std
     init_weights(generator, init_std, norm_std)
     init_weights(discriminator, init_std, norm_std)
+    if d_norm == "spectral":
+        spectral_norm(discriminator)
+    if g_norm == "spectral":
+        spectral_norm(generator)
     return generator, discriminator

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 from tqdm import tqdm
 
@@ -77,6 +77,12 @@ def train_seeds(cfg: DictConfig, run_dir: Path, wandb_name: str | None = None,
     if cfg.trainer.compile:
         raise ConfigError("trainer.compile", "trainer.seeds trains the runs under torch.func.vmap,"
                           " which torch.compile does not wrap here", "set trainer.compile=false")
+    for key in ("model.d_norm", "model.g_norm"):
+        if OmegaConf.select(cfg, key) == "spectral":
+            raise ConfigError(key, "spectral norm's power iteration writes its vectors in place "
+                              "(torch's parametrization), which trainer.seeds' vmap cannot batch",
+                              "train the seeds as separate runs (-m seed=0,1,2) or drop "
+                              "trainer.seeds")
     runs = []
     for seed in seeds:
         cfg_seed = cfg.copy()
