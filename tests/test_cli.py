@@ -126,11 +126,10 @@ def test_a_retrained_classifier_that_is_missing_is_one_line(tmp_path):
 
 
 
-@pytest.mark.parametrize("content", [b"\x80\x02abc", b"hello", bytes(range(5))],
-                         ids=["pickle-prefix", "text", "binary"])
-def test_a_resume_file_of_garbage_is_one_line(content, tmp_path):
+def test_a_resume_file_of_garbage_is_one_line(tmp_path):
+    """Through the entrypoint; test_checkpoint.py tries more kinds of bytes in-process."""
     garbage = tmp_path / "garbage.pt"
-    garbage.write_bytes(content)
+    garbage.write_bytes(b"\x80\x02abc")  # IndexError: pop from empty list, before
     out = run_cli("src/train.py", "debug=fast", f"trainer.resume={garbage}",
                   f"hydra.run.dir={tmp_path / 'run'}", timeout=300)
     lines = [line for line in out.stderr.splitlines() if line.strip()]

@@ -28,6 +28,6 @@ def test_the_readme_python_block_trains_reads_the_summary_and_samples(tmp_path):
     status, verdict, fid = out.stdout.splitlines()[-2].split()
     run = tmp_path / "outputs/runs/from-python"
     summary = json.loads((run / "summary.json").read_text())
-    assert (status, verdict) == ("finished", summary["verdict"]) and summary["steps"] == 40
+    assert (status, verdict) == ("finished", summary["verdict"]) and summary["steps"] == 20
     assert float(fid) == round(summary["eval"]["fid_mnist_cnn"], 1) > 0
-    assert out.stdout.splitlines()[-1] == "step 40 of last.pt: (16, 1, 28, 28)"
+    assert out.stdout.splitlines()[-1] == "step 20 of last.pt: (16, 1, 28, 28)"
