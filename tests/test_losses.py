@@ -16,6 +16,8 @@ from gancompare.losses import get_objective, gradient_penalty
 
 OBJECTIVES = {name: get_objective(f"gancompare.losses.{name}") for name in
               ("minimax", "non_saturating", "wasserstein", "least_squares", "hinge")}
+RELATIVISTIC = {name: get_objective(f"gancompare.losses.{name}") for name in
+                ("relativistic_pairing", "relativistic_average")}
 
 LOGITS = torch.tensor([-3.0, -0.5, 0.0, 0.7, 4.0])
 ONES, ZEROS = torch.ones(5), torch.zeros(5)
@@ -76,7 +78,7 @@ def test_hinge_matches_the_formula():
 def test_every_loss_config_names_an_objective_with_a_label_and_a_colour():
     files = sorted((CONF / "loss").glob("*.yaml"))
     assert {f.stem for f in files} == {"minimax", "non-saturating", "wasserstein", "wgan-gp",
-                                       "lsgan", "hinge"}
+                                       "lsgan", "hinge", "rpgan", "ragan"}
     colours = set()
     for path in files:
         cfg = OmegaConf.load(path)
@@ -92,12 +94,12 @@ def test_an_unknown_objective_is_one_line():
         get_objective("gancompare.losses.nope")
 
 
-@pytest.mark.parametrize("name", sorted(OBJECTIVES))
+@pytest.mark.parametrize("name", sorted({*OBJECTIVES, *RELATIVISTIC}))
 def test_losses_stay_finite_at_extreme_logits(name):
     extreme = torch.tensor([-200.0, -50.0, 50.0, 200.0], requires_grad=True)
-    objective = OBJECTIVES[name]
-    total = objective.d_real(extreme, torch.ones(4)) + objective.d_fake(extreme, torch.zeros(4)) \
-        + objective.g(extreme)
+    objective = {**OBJECTIVES, **RELATIVISTIC}[name]
+    terms = objective.d(extreme, extreme.flip(0), torch.ones(4), torch.zeros(4))
+    total = sum(terms) + objective.g(extreme.flip(0), extreme)
     total.backward()
     assert torch.isfinite(total) and torch.isfinite(extreme.grad).all()
 
@@ -125,3 +127,72 @@ def test_gradient_penalty_of_a_linear_critic_is_the_norm_gap_squared():
     assert gradient_penalty(critic, real, fake).item() == pytest.approx(0.0, abs=1e-10)
 
 
+
+
+# What the losses gave before they saw both sides (commit 75fe077's d_real, d_fake and g), in
+# float64 on fixed logits: D's terms on (LOGITS, flipped LOGITS) with soft targets, G's on LOGITS.
+BEFORE = {
+    "minimax": (0.9694294986234121, 1.1134294986234123, -1.2674294986234123),
+    "non_saturating": (0.9694294986234121, 1.1134294986234123, 1.0274294986234125),
+    "wasserstein": (-0.24, 0.24, -0.24),
+    "least_squares": (2.7350000000000003, 2.4390000000000005, 2.834),
+    "hinge": (1.3599999999999999, 1.64, -0.24),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BEFORE))
+def test_every_side_loss_keeps_its_numbers_through_the_two_sided_interface(name):
+    logits = torch.tensor([-3.0, -0.5, 0.0, 0.7, 4.0], dtype=torch.float64)
+    soft = torch.tensor([0.7, 0.9, 1.1, 1.2, 0.8], dtype=torch.float64)
+    objective = OBJECTIVES[name]
+    real, fake = objective.d(logits, logits.flip(0), soft, 1 - soft)
+    g = objective.g(logits, logits.flip(0))  # a side loss ignores D's outputs on real samples
+    assert (real.item(), fake.item(), g.item()) == BEFORE[name]  # exactly
+    assert (objective.separable, objective.g_sees_real) == (True, False)
+
+
+REAL = torch.tensor([1.3, -0.2, 0.8, 2.5, -1.1, 0.4], dtype=torch.float64)
+FAKE = torch.tensor([-0.7, 0.1, -2.0, 0.9, 0.3, -0.5], dtype=torch.float64)
+
+
+def test_rpgan_is_r3gans_formula():
+    """brownvc/R3GAN, R3GAN/Trainer.py: RelativisticLogits = RealLogits - FakeLogits (D) and
+    FakeLogits - RealLogits (G); AdversarialLoss = softplus(-RelativisticLogits), per sample."""
+    rpgan = RELATIVISTIC["relativistic_pairing"]
+    d_expected = torch.nn.functional.softplus(-(REAL - FAKE)).mean()
+    g_expected = torch.nn.functional.softplus(-(FAKE - REAL)).mean()
+    real, fake = rpgan.d(REAL, FAKE, None, None)
+    assert (real + fake).item() == pytest.approx(d_expected.item(), rel=1e-15)
+    assert real.item() == fake.item()  # one term, logged half on each side
+    assert rpgan.g(FAKE, REAL).item() == pytest.approx(g_expected.item(), rel=1e-15)
+    # pairing: D's loss depends on which real sample meets which generated one
+    assert rpgan.d(REAL, FAKE.roll(1), None, None)[0].item() != real.item()
+
+
+def test_ragan_is_the_relativisticgan_scripts_formula_not_its_readme_snippet():
+    """AlexiaJM/RelativisticGAN, code/GAN_losses_iter.py, loss_D == 6, with its BCE_stable:
+    errD = (BCE(y_pred - mean(y_pred_fake), 1) + BCE(y_pred_fake - mean(y_pred), 0)) / 2,
+    errG = (BCE(y_pred - mean(y_pred_fake), 0) + BCE(y_pred_fake - mean(y_pred), 1)) / 2."""
+    bce = torch.nn.BCEWithLogitsLoss()
+    ones, zeros = torch.ones(6, dtype=torch.float64), torch.zeros(6, dtype=torch.float64)
+    err_d = (bce(REAL - FAKE.mean(), ones) + bce(FAKE - REAL.mean(), zeros)) / 2
+    err_g = (bce(REAL - FAKE.mean(), zeros) + bce(FAKE - REAL.mean(), ones)) / 2
+    ragan = RELATIVISTIC["relativistic_average"]
+    real, fake = ragan.d(REAL, FAKE, None, None)
+    assert (real + fake).item() == pytest.approx(err_d.item(), rel=1e-14)
+    assert real.item() == pytest.approx((bce(REAL - FAKE.mean(), ones) / 2).item(), rel=1e-14)
+    assert ragan.g(FAKE, REAL).item() == pytest.approx(err_g.item(), rel=1e-14)
+    readme = (bce(REAL - FAKE.mean(), ones) + bce(REAL - FAKE.mean(), ones)) / 2  # the typo
+    assert (real + fake).item() != pytest.approx(readme.item(), rel=1e-2)
+
+
+def test_a_relativistic_g_needs_and_moves_with_the_real_outputs():
+    for objective in RELATIVISTIC.values():
+        assert (objective.separable, objective.g_sees_real, objective.uses_labels,
+                objective.has_accuracy) == (False, True, False, False)
+        fake = FAKE.clone().requires_grad_(True)
+        objective.g(fake, REAL).backward()
+        assert fake.grad.abs().min() > 0  # every generated sample gets a gradient
+        assert objective.g(FAKE, REAL + 1).item() > objective.g(FAKE, REAL).item()
+        with pytest.raises(ValueError, match="needs D's outputs on real samples"):
+            objective.g(FAKE)

@@ -50,7 +50,8 @@ EXACT = 1e-9
     ["loss=wgan-gp"],  # the penalty's interpolates, double backward, 5 D steps
     ["experiment=pacgan-ring8", "model.pack=2", "trainer.batch_size=32"],  # G's BN,
     # packing, simultaneous updates
-], ids=["dcgan28", "mlp-dropout-labels", "wgan-gp", "pacgan2-simultaneous"])
+    ["loss=rpgan", "hacks=[]", "model=mlp"],  # pairs; G's update draws its own real batch
+], ids=["dcgan28", "mlp-dropout-labels", "wgan-gp", "pacgan2-simultaneous", "rpgan"])
 def test_each_seed_trains_as_it_would_alone(tmp_path, overrides):
     overrides = [*overrides, *QUIET, "trainer.precision=64"]
     summaries = train_seeds(make_cfg(*overrides, "trainer.seeds=[3,5]"), tmp_path / "batched")

@@ -59,7 +59,12 @@ def check_config(cfg: DictConfig) -> None:
     if OmegaConf.select(cfg, "trainer.seeds") is not None:
         check_seeds(cfg.trainer.seeds)
     objective = get_objective(cfg.loss.objective)
-    check_hacks(cfg.get("hacks") or {}, objective.uses_labels, cfg.loss.name)
+    check_hacks(cfg.get("hacks") or {}, objective.uses_labels, cfg.loss.name,
+                objective.separable)
+    if not objective.separable and cfg.trainer.batch_size % 2:
+        raise ConfigError("trainer.batch_size", f"loss={cfg.loss.name} compares D's outputs on "
+                          f"as many real as generated samples, and {cfg.trainer.batch_size} does "
+                          "not split in two halves", "set an even trainer.batch_size, e.g. 128")
     resolve_device(cfg.device)
 
 

@@ -16,7 +16,9 @@ both optimisers step.
 With packing (`model.pack=m`) every sample D judges is m samples: m times as many real points
 are drawn, and G runs once per pack slot, so its batch norm sees the slot's batch as PacGAN's
 does. The step never reads a value back to the host: its figures stay tensors on the device.
-Nothing here branches on a loss's name: the `Objective` says what D's output means.
+Nothing here branches on a loss's name: the `Objective` says what D's output means, whether its
+loss separates by side (separate-batches needs that) and whether G's loss compares with D's
+outputs on real samples (then G's update draws as many real samples as it generates).
 
 The step is written once for one run and for K runs trained as one batched computation
 (`seeds.StackedGAN`, `trainer.seeds`): there every tensor has a leading run dimension, losses
@@ -201,8 +203,8 @@ class GAN:
             else:  # one mixed batch: D's batch statistics mix real and fake
                 out_real, out_fake = D(torch.cat([real, fake], self.batch_dim)).split(
                     [n_real, n_fake], dim=-1)
-            loss_real = self.per_run(objective.d_real, out_real, target_real)
-            loss_fake = self.per_run(objective.d_fake, out_fake, target_fake)
+            loss_real, loss_fake = self.per_run(objective.d, out_real, out_fake, target_real,
+                                                target_fake)
             penalty = self._penalty(real, fake)
             norms = [self._d_optimizer_step(loss_real + loss_fake + penalty)]
         return self._d_figures(loss_real, loss_fake, penalty, torch.stack(norms).mean(0),
@@ -236,10 +238,10 @@ class GAN:
         target_real, target_fake = self.targets(n_real, n_fake)
         out_real, out_fake = self.D(torch.cat([real, fake], self.batch_dim)).split(
             [n_real, n_fake], dim=-1)
-        loss_real = self.per_run(objective.d_real, out_real, target_real)
-        loss_fake = self.per_run(objective.d_fake, out_fake, target_fake)
+        loss_real, loss_fake = self.per_run(objective.d, out_real, out_fake, target_real,
+                                            target_fake)
         penalty = self._penalty(real, fake.detach())
-        g_loss = self.per_run(objective.g, out_fake)
+        g_loss = self.g_loss(out_fake, out_real.detach())
         d_params = [p for p in self.discriminator.parameters() if p.requires_grad]
         g_params = [p for p in self.generator.parameters() if p.requires_grad]
         # .sum(): the runs' losses are independent, so each run's gradient is its own loss's
@@ -259,6 +261,13 @@ class GAN:
         figures = self._d_figures(loss_real, loss_fake, penalty, d_norm, out_real, out_fake)
         figures.update(g_loss=g_loss.detach(), g_grad_norm=g_norm)
         return figures
+
+    def g_loss(self, out_fake: Tensor, out_real: Tensor | None) -> Tensor:
+        """G's loss, one per run; D's outputs on real samples only where the loss compares with
+        them (a relativistic loss), so the other losses draw no real batch for G."""
+        if out_real is None:
+            return self.per_run(self.objective.g, out_fake)
+        return self.per_run(self.objective.g, out_fake, out_real)
 
     def _penalty(self, real: Tensor, fake: Tensor) -> Tensor:
         if not self.penalty_weight:
@@ -282,7 +291,11 @@ class GAN:
             latents = self.latent(self.batch_size * self.pack)
         with frozen(self.discriminator):
             fake = self.fake_batch(latents)
-            loss = self.per_run(self.objective.g, self.D(fake))
+            out_real = None
+            if self.objective.g_sees_real:  # as many real samples as generated ones
+                with torch.no_grad():
+                    out_real = self.D(self.real_batch(latents.shape[self.batch_dim] // self.pack))
+            loss = self.g_loss(self.D(fake), out_real)
             self.g_optimizer.zero_grad(set_to_none=True)
             loss.sum().backward()
         norm = self.grad_norm(self.generator)

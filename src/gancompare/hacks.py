@@ -73,8 +73,9 @@ def _range(value, key: str) -> LabelRange:
     return LabelRange(low, high)
 
 
-def check_hacks(hacks: Mapping, uses_labels: bool, loss: str) -> None:
-    """Refuse a hack that means nothing for the chosen loss, instead of half-applying it."""
+def check_hacks(hacks: Mapping, uses_labels: bool, loss: str, separable: bool = True) -> None:
+    """Refuse a hack that means nothing for the chosen loss, instead of half-applying it.
+    `separable`: D's loss is a term on real plus one on generated samples (not relativistic)."""
     for name in hacks:
         if name not in KNOWN_HACKS:
             raise ConfigError("hacks", f"unknown hack '{name}'",
@@ -83,6 +84,12 @@ def check_hacks(hacks: Mapping, uses_labels: bool, loss: str) -> None:
     for side in ("real", "fake"):
         if smoothing.get(side) is not None:
             _range(smoothing[side], f"hacks.smoothing.{side}")  # a [low, high] pair
+    if "separate-batches" in hacks and not separable:
+        raise ConfigError(
+            "hacks", f"separate-batches updates D on real and on generated samples in two "
+            f"steps, but loss={loss} compares D's outputs on both in one term",
+            "drop separate-batches (hacks=[]), or keep real and generated samples in separate "
+            "passes of one update with optimizer.d_passes=separate")
     label_hacks = [h for h in LABEL_HACKS if h in hacks]
     if label_hacks and not uses_labels:
         raise ConfigError(

@@ -1,13 +1,18 @@
 """GAN losses as small pure units on D's raw outputs (logits or critic scores).
 
-A loss is an `Objective`: three functions and two facts about D's output.
-  d_real(out, target), d_fake(out, target): D's loss on real and on generated samples;
-  g(out): G's loss on D's outputs for generated samples;
-  uses_labels: whether `target` (1 real / 0 fake, or the hacks' smoothed and flipped labels)
-    enters D's loss; the others ignore it, and label hacks are refused for them;
-  threshold: where D's output separates "real" from "fake" (for D accuracy), None for a critic.
+Every loss sees both sides: D pays `d(out_real, out_fake, target_real, target_fake)`, a pair of
+terms (logged as d_loss_real and d_loss_fake) whose sum it minimises, and G pays
+`g(out_fake, out_real)`. Two kinds:
+  SideLoss: D's loss is a term on real outputs plus one on generated outputs (`d_real`,
+    `d_fake`), G's sees generated outputs only (`g_fake`): minimax, non-saturating, WGAN, LSGAN,
+    hinge. `uses_labels`: whether the targets (1 real / 0 fake, or the hacks' smoothed and
+    flipped labels) enter D's loss; `threshold`: where D's output separates "real" from "fake"
+    (for D accuracy), None for a critic.
+  PairLoss: relativistic (RpGAN, RaSGAN): both players' losses compare D's outputs on real and
+    generated samples, so D's loss does not separate (no separate-batches, no label hacks) and
+    G's update needs D's outputs on real samples too.
 `conf/loss/<name>.yaml` names its objective by import path (`objective:
-gancompare.losses.hinge`), so adding a loss is one `Objective` here plus one YAML file.
+gancompare.losses.hinge`), so adding a loss is one unit here plus one YAML file.
 Everything is computed from logits with softplus / BCE-with-logits, so no sigmoid saturates to
 log(0). The regularisers a loss config can carry, a gradient penalty and weight clipping, are the
 two functions at the bottom.
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -26,17 +32,55 @@ from gancompare.errors import ConfigError
 
 
 @dataclass(frozen=True)
-class Objective:
-    d_real: Callable[[Tensor, Tensor], Tensor]
-    d_fake: Callable[[Tensor, Tensor], Tensor]
-    g: Callable[[Tensor], Tensor]
+class SideLoss:
+    """A loss whose D term separates into one on real and one on generated outputs, and whose G
+    term sees only D's outputs on generated samples (every loss before the relativistic ones)."""
+
+    d_real: Callable[[Tensor, Tensor], Tensor]  # (D's outputs on real samples, targets)
+    d_fake: Callable[[Tensor, Tensor], Tensor]  # (D's outputs on generated samples, targets)
+    g_fake: Callable[[Tensor], Tensor]  # (D's outputs on generated samples)
     uses_labels: bool
     threshold: float | None
+    separable: ClassVar[bool] = True  # D can be updated on real and on generated samples apart
+    g_sees_real: ClassVar[bool] = False  # G's loss needs no real samples
 
     @property
     def has_accuracy(self) -> bool:
         """D's output has a real/fake threshold, so D accuracy means something."""
         return self.threshold is not None
+
+    def d(self, out_real: Tensor, out_fake: Tensor, target_real: Tensor,
+          target_fake: Tensor) -> tuple[Tensor, Tensor]:
+        return self.d_real(out_real, target_real), self.d_fake(out_fake, target_fake)
+
+    def g(self, out_fake: Tensor, out_real: Tensor | None = None) -> Tensor:
+        return self.g_fake(out_fake)
+
+
+@dataclass(frozen=True)
+class PairLoss:
+    """A relativistic loss: D's loss compares its outputs on real and generated samples, and so
+    does G's. No label targets and no threshold (D's raw output means nothing alone)."""
+
+    d_pair: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]  # (out_real, out_fake) -> 2 terms
+    g_pair: Callable[[Tensor, Tensor], Tensor]  # (out_fake, out_real) -> G's loss
+    uses_labels: ClassVar[bool] = False
+    threshold: ClassVar[float | None] = None
+    separable: ClassVar[bool] = False
+    g_sees_real: ClassVar[bool] = True
+    has_accuracy: ClassVar[bool] = False
+
+    def d(self, out_real: Tensor, out_fake: Tensor, target_real: Tensor,
+          target_fake: Tensor) -> tuple[Tensor, Tensor]:
+        return self.d_pair(out_real, out_fake)
+
+    def g(self, out_fake: Tensor, out_real: Tensor | None = None) -> Tensor:
+        if out_real is None:
+            raise ValueError("a relativistic G loss needs D's outputs on real samples")
+        return self.g_pair(out_fake, out_real)
+
+
+Objective = SideLoss | PairLoss
 
 
 def bce(out: Tensor, target: Tensor) -> Tensor:
@@ -86,13 +130,44 @@ def hinge_fake(out: Tensor, target: Tensor) -> Tensor:
     return F.relu(1.0 + out).mean()
 
 
-minimax = Objective(bce, bce, minimax_g, uses_labels=True, threshold=0.0)
-non_saturating = Objective(bce, bce, non_saturating_g, uses_labels=True, threshold=0.0)
-wasserstein = Objective(critic_real, critic_fake, critic_g, uses_labels=False, threshold=None)
-least_squares = Objective(least_squares_d, least_squares_d, least_squares_g, uses_labels=True,
-                          threshold=0.5)
+def pairing_d(out_real: Tensor, out_fake: Tensor) -> tuple[Tensor, Tensor]:
+    """RpGAN (R3GAN, Huang et al. 2024; brownvc/R3GAN `R3GAN/Trainer.py`): D pays
+    softplus(-(D(x_r) - D(x_f))), each generated sample paired with the real sample at the same
+    index. One term that does not split by side: each half is logged as one side's."""
+    loss = F.softplus(out_fake - out_real).mean()
+    return 0.5 * loss, 0.5 * loss
+
+
+def pairing_g(out_fake: Tensor, out_real: Tensor) -> Tensor:
+    """G pays softplus(-(D(x_f) - D(x_r))) with the same pairing (RSGAN's G)."""
+    return F.softplus(out_real - out_fake).mean()
+
+
+def average_d(out_real: Tensor, out_fake: Tensor) -> tuple[Tensor, Tensor]:
+    """RaSGAN (Jolicoeur-Martineau 2018; AlexiaJM/RelativisticGAN `code/GAN_losses_iter.py`,
+    loss_D 6): D = 1/2 [BCE(C(x_r) - E C(x_f), 1) + BCE(C(x_f) - E C(x_r), 0)], the halves on
+    real and on generated samples. (The repository's README snippet repeats the first term; its
+    script, followed here, does not.)"""
+    return (0.5 * F.softplus(out_fake.mean() - out_real).mean(),
+            0.5 * F.softplus(out_fake - out_real.mean()).mean())
+
+
+def average_g(out_fake: Tensor, out_real: Tensor) -> Tensor:
+    """G: the same with the labels swapped, 1/2 [BCE(C(x_r) - E C(x_f), 0)
+    + BCE(C(x_f) - E C(x_r), 1)]."""
+    return 0.5 * (F.softplus(out_real - out_fake.mean()).mean()
+                  + F.softplus(out_real.mean() - out_fake).mean())
+
+
+minimax = SideLoss(bce, bce, minimax_g, uses_labels=True, threshold=0.0)
+non_saturating = SideLoss(bce, bce, non_saturating_g, uses_labels=True, threshold=0.0)
+wasserstein = SideLoss(critic_real, critic_fake, critic_g, uses_labels=False, threshold=None)
+least_squares = SideLoss(least_squares_d, least_squares_d, least_squares_g, uses_labels=True,
+                         threshold=0.5)
 # G's hinge loss is the Wasserstein one, -E[D(G(z))] (SN-GAN, BigGAN).
-hinge = Objective(hinge_real, hinge_fake, critic_g, uses_labels=False, threshold=0.0)
+hinge = SideLoss(hinge_real, hinge_fake, critic_g, uses_labels=False, threshold=0.0)
+relativistic_pairing = PairLoss(pairing_d, pairing_g)
+relativistic_average = PairLoss(average_d, average_g)
 
 
 def get_objective(path: str) -> Objective:
@@ -103,7 +178,7 @@ def get_objective(path: str) -> Objective:
         objective = get_object(path)
     except Exception:
         objective = None
-    if not isinstance(objective, Objective):
+    if not isinstance(objective, SideLoss | PairLoss):
         raise ConfigError("loss.objective", f"'{path}' is not an Objective",
                           "name one by import path, e.g. gancompare.losses.hinge")
     return objective

@@ -121,7 +121,8 @@ def _probe(gan: GAN, n: int) -> dict[str, float]:
         d_fake = gan.D(gan.fake_batch(gan.latent(n * gan.pack))).mean().item()
     gan.generator.zero_grad(set_to_none=True)
     with frozen(gan.discriminator):
-        loss = gan.objective.g(gan.D(gan.fake_batch(gan.latent(n * gan.pack))))
+        out_real = gan.D(gan.real_batch(n)).detach() if gan.objective.g_sees_real else None
+        loss = gan.g_loss(gan.D(gan.fake_batch(gan.latent(n * gan.pack))), out_real)
         loss.backward()
     norm = gan.grad_norm(gan.generator).item()
     gan.generator.zero_grad(set_to_none=True)
