@@ -29,18 +29,30 @@ def test_the_four_scenarios_get_their_verdicts(experiment, verdict, tmp_path):
         assert 0.5 <= final["g_loss"] <= 2.0
 
 
+JOB = ["model=mlp", "trainer.batch_size=64", "eval.epoch_samples=500", "eval.final_samples=1000",
+       "eval.reference_samples=2000", "trainer.progress_bar=false"]
+
+
 def test_a_requeued_job_resumes_into_the_same_run_directory_and_wandb_run(tmp_path):
     """submitit's local executor does what SLURM does on a time limit: USR2 before the limit,
     the launcher's checkpoint(), exit with the requeue code, a fresh process with the same job.
     Each attempt gets 30 s here (USR2 30 s before a 1-minute limit) and submitit requeues at
-    most 3 times: an 8-epoch job needs two or three attempts on 2 cores."""
-    sweep_dir, epochs = tmp_path / "sweep", 8
-    out = run_cli(
-        "src/train.py", "-m", "model=mlp", "trainer.batch_size=64", f"trainer.epochs={epochs}",
-        "eval.epoch_samples=500", "eval.final_samples=1000", "eval.reference_samples=2000",
-        "trainer.progress_bar=false", "hydra/launcher=submitit_local",
-        "hydra.launcher.timeout_min=1", f"hydra.sweep.dir={sweep_dir}",
-        env={"WANDB_MODE": "offline"}, timeout=1800)
+    most 3 times, neither settable for the local executor. So the job's length comes from this
+    machine's measured speed, in the same launcher: about 35 s of training, where an attempt
+    trains about 20 s, so two or three attempts on any machine (a fixed length finished in one
+    attempt on a fast CPU and timed out 4 times on a loaded one)."""
+    launcher = ["hydra/launcher=submitit_local", "hydra.launcher.timeout_min=1"]
+    calibration = tmp_path / "calibration"
+    out = run_cli("src/train.py", "-m", *JOB, *launcher, "trainer.epochs=3",
+                  f"hydra.sweep.dir={calibration}", env={"WANDB_MODE": "offline"}, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    timing = json.loads((calibration / "0" / "summary.json").read_text())
+    assert timing["resumed_from_step"] == 0, "3 epochs already needed a requeue: a slow machine"
+    seconds_per_epoch = (timing["wall_time_s"] - (timing["startup_s"] or 0)) / 3
+    epochs = min(60, max(3, round(35 / seconds_per_epoch)))
+    sweep_dir = tmp_path / "sweep"
+    out = run_cli("src/train.py", "-m", *JOB, *launcher, f"trainer.epochs={epochs}",
+                  f"hydra.sweep.dir={sweep_dir}", env={"WANDB_MODE": "offline"}, timeout=1800)
     assert out.returncode == 0, out.stderr[-3000:]
     job = sweep_dir / "0"
     summary = json.loads((job / "summary.json").read_text())
