@@ -174,10 +174,10 @@ def test_a_non_finite_loss_ends_the_run_as_diverged_and_keeps_the_last_good_chec
 
     def poisoned_g(out):
         calls["n"] += 1
-        loss = honest.g(out)
+        loss = honest.g_fake(out)
         return loss * float("nan") if calls["n"] > 50 else loss
 
-    monkeypatch.setattr(losses, "non_saturating", losses.Objective(
+    monkeypatch.setattr(losses, "non_saturating", losses.SideLoss(
         honest.d_real, honest.d_fake, poisoned_g, uses_labels=True, threshold=0.0))
     # mnist8 at batch 128: 45 steps an epoch, so epoch 1 ends (and checkpoints) before step 51;
     # figures are flushed every 25 steps, so the NaN is found at the flush of step 75.
