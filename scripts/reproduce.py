@@ -5,11 +5,14 @@ with `--threads` torch threads each; finished runs are kept, interrupted ones re
 whose config equals a finished run of another table is copied from it), then
 writes its section of docs/results.md with small PNGs under docs/results/<table>/. `all` (what
 `make results` runs) does every table in turn. Tables: pacgan-table1, pacgan-trend, stacked-mnist,
-losses-mnist8, losses-mnist8-shared, losses-fashion, scenarios, losses-mixtures.
+losses-mnist8, losses-mnist8-shared, losses-fashion, scenarios, losses-mixtures,
+stabilisers-mnist8, stabilisers-mixtures, stabilisers-stacked.
 
 `--only REGEX` trains and reports only the matching runs. `--steps` sets trainer.max_steps (the
 budget; each table has a default the machine allows, and the section states the fraction of the
 published budget). `--report-only` trains nothing.
+Each finished run's small files are archived under results/runs/ (`--archive`), which is
+committed: a table stopped on one machine continues on another from its archived runs.
 `--set KEY=VALUE` adds overrides to every run (a different budget directory is not made for
 them: use a separate `--out`).
 """
@@ -25,7 +28,7 @@ import time
 from pathlib import Path
 
 from gancompare import PROJECT_ROOT
-from gancompare.result_runs import train_table
+from gancompare.result_runs import ARCHIVE, train_table
 from gancompare.result_tables import tables
 from gancompare.results import report_table, write_page
 
@@ -46,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="an override added to every run")
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "outputs" / "results")
     parser.add_argument("--docs", type=Path, default=PROJECT_ROOT / "docs")
+    parser.add_argument("--archive", type=Path, default=ARCHIVE,
+                        help="where finished runs' small files are kept and restored from "
+                             "(committed, so another machine continues a table)")
     parser.add_argument("--only", metavar="REGEX",
                         help="only the runs whose name matches (e.g. 'ring8_pack[12]_s0')")
     parser.add_argument("--batch-seeds", action="store_true",
@@ -67,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         if not args.report_only:
             train_table(table, args.out, steps, args.jobs, args.threads, args.wandb, args.extra,
-                        args.batch_seeds)
+                        args.batch_seeds, args.archive)
         try:
             # The command that reproduces the section (what --report-only reports on)
             command = "python scripts/reproduce.py " + shlex.join(

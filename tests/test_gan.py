@@ -9,6 +9,7 @@ from conftest import make_cfg
 from torch import nn
 
 from gancompare.build import build
+from gancompare.phases import DiscriminatorMain, GeneratorMain, Simultaneous
 
 
 def _gan(*overrides):
@@ -29,7 +30,7 @@ def test_wgan_training_keeps_critic_weights_clipped():
                                            ("hinge", 5)])
 def test_d_steps_discriminator_updates_per_generator_update(loss, d_steps, hacks, per_step):
     gan = _gan("model=mlp", f"loss={loss}", f"hacks={hacks}", "trainer.batch_size=8")
-    assert gan.d_steps == d_steps  # the loss's paper optimiser
+    assert [type(p) for p in gan.phases] == [DiscriminatorMain] * d_steps + [GeneratorMain]
     counts = {"d": 0, "g": 0}
     gan.d_optimizer.register_step_post_hook(lambda *a: counts.__setitem__("d", counts["d"] + 1))
     gan.g_optimizer.register_step_post_hook(lambda *a: counts.__setitem__("g", counts["g"] + 1))
@@ -41,11 +42,12 @@ def test_d_steps_discriminator_updates_per_generator_update(loss, d_steps, hacks
 def test_one_optimizer_holds_across_losses():
     for loss in ("wasserstein", "wgan-gp", "hinge", "minimax"):
         gan = _gan("model=mlp", f"loss={loss}", "optimizer=dcgan", "hacks=[]")
-        assert gan.d_steps == 1 and isinstance(gan.d_optimizer, torch.optim.Adam)
+        assert len(gan.phases) == 2 and isinstance(gan.d_optimizer, torch.optim.Adam)
         assert gan.d_optimizer.param_groups[0]["lr"] == 2e-4
         assert gan.d_optimizer.param_groups[0]["betas"] == (0.5, 0.999)
     wgan = _gan("model=mlp", "loss=wasserstein", "hacks=[]")
-    assert isinstance(wgan.d_optimizer, torch.optim.RMSprop) and wgan.clip == 0.01
+    assert isinstance(wgan.d_optimizer, torch.optim.RMSprop)
+    assert [c.limit for c in wgan.regularization.constraints] == [0.01]
 
 
 def test_the_generator_step_leaves_d_weights_and_optimizer_state_untouched():
@@ -56,7 +58,7 @@ def test_the_generator_step_leaves_d_weights_and_optimizer_state_untouched():
                for i, s in gan.d_optimizer.state_dict()["state"].items()}
     grads = [p.grad.clone() for p in gan.discriminator.parameters()]  # of the last D step
     g_before = [p.clone() for p in gan.generator.parameters()]
-    gan.generator_update()
+    GeneratorMain()(gan, {})
     for k, v in gan.discriminator.state_dict().items():
         assert torch.equal(v, weights[k]), k
     for i, s in gan.d_optimizer.state_dict()["state"].items():
@@ -87,7 +89,7 @@ def test_separate_batches_give_d_an_all_real_and_an_all_fake_pass_and_step():
     seen, inputs, steps = _record_batch_norm_inputs(gan), [], []
     gan.discriminator.register_forward_hook(lambda m, args, out: inputs.append(args[0]))
     gan.d_optimizer.register_step_post_hook(lambda *a: steps.append(len(inputs)))
-    gan.discriminator_update()
+    gan.phases[0](gan, {})
     assert [len(x) for x in seen] == [16, 16]  # two passes of 16 through batch norm
     assert _is_real(inputs[0]).all() and not _is_real(inputs[1]).any()  # all real, all fake
     assert steps == [1, 2]  # a step after the real pass, another after the fake pass
@@ -100,7 +102,7 @@ def test_without_separate_batches_d_sees_one_mixed_pass_and_one_step():
     seen, inputs, steps = _record_batch_norm_inputs(gan), [], []
     gan.discriminator.register_forward_hook(lambda m, args, out: inputs.append(args[0]))
     gan.d_optimizer.register_step_post_hook(lambda *a: steps.append(len(inputs)))
-    gan.discriminator_update()
+    gan.phases[0](gan, {})
     assert [len(x) for x in seen] == [32] and steps == [1]
     is_real = _is_real(inputs[0])
     assert is_real[:16].all() and not is_real[16:].any()
@@ -112,7 +114,7 @@ def test_separate_passes_give_d_an_all_real_and_an_all_fake_pass_and_one_step():
     seen, inputs, steps = _record_batch_norm_inputs(gan), [], []
     gan.discriminator.register_forward_hook(lambda m, args, out: inputs.append(args[0]))
     gan.d_optimizer.register_step_post_hook(lambda *a: steps.append(len(inputs)))
-    gan.discriminator_update()
+    gan.phases[0](gan, {})
     assert [len(x) for x in seen] == [16, 16] and steps == [2]  # two passes, then one step
     assert _is_real(inputs[0]).all() and not _is_real(inputs[1]).any()
 
@@ -122,7 +124,8 @@ def test_two_g_updates_on_the_latents_of_d_generated_half():
     twice on those same 64 latent points (uniform in [-1, 1])."""
     gan = _gan("experiment=stacked-mnist-veegan", "trainer.batch_size=8",
                "data.n_samples=1000")
-    assert (gan.g_steps, gan.g_shares_latents, gan.separate_passes) == (2, True, True)
+    assert gan.phases == [DiscriminatorMain(separate_passes=True)] + \
+        [GeneratorMain(shared_latents=True)] * 2
     norms = [m for m in gan.generator.modules() if isinstance(m, nn.BatchNorm2d)]
     assert len(norms) == 4 and all(m.weight.eq(1).all() for m in norms)  # TF's scales start at 1
     drawn, g_inputs, steps = [], [], []
@@ -139,11 +142,12 @@ def test_two_g_updates_on_the_latents_of_d_generated_half():
 
 @pytest.mark.parametrize("loss, columns", [
     ("non-saturating", {"d_acc_real", "d_acc_fake"}),
-    ("wgan-gp", {"critic_real", "critic_fake", "wasserstein", "gradient_penalty"}),
+    ("wgan-gp", {"critic_real", "critic_fake", "wasserstein", "reg_gp"}),
     ("hinge", {"d_acc_real", "d_acc_fake", "critic_real", "critic_fake", "wasserstein"})])
 def test_a_step_reports_what_d_output_means(loss, columns):
     figures = _gan("model=mlp", f"loss={loss}", "hacks=[]").step()
-    base = {"d_loss_real", "d_loss_fake", "d_loss", "d_grad_norm", "g_loss", "g_grad_norm"}
+    base = {"d_loss_real", "d_loss_fake", "d_loss", "d_grad_norm", "g_loss", "g_grad_norm",
+            "d_grad_x_real", "d_grad_x_fake"}
     assert set(figures) == base | columns
     assert all(v.dim() == 0 and torch.isfinite(v) for v in figures.values())
     if "d_acc_real" in figures:
@@ -157,7 +161,7 @@ def test_simultaneous_updates_take_both_gradients_at_the_same_weights_from_one_p
     G run once per pack slot, one pass of D, D's BCE and G's non-saturating loss, both
     gradients before either network moves."""
     gan = _gan("experiment=pacgan-ring8", f"model.pack={pack}", "trainer.batch_size=200")
-    assert gan.simultaneous and gan.pack == pack and gan.batch_size == 200
+    assert gan.phases == [Simultaneous()] and gan.pack == pack and gan.batch_size == 200
     G, D = gan.generator, gan.discriminator
     assert D.body[1].linear.in_features == 2 * pack
     for net in ("g_optimizer", "d_optimizer"):  # SGD with lr 1: a step subtracts the gradient

@@ -12,12 +12,14 @@ from omegaconf import OmegaConf, open_dict
 from gancompare.errors import ConfigError
 from gancompare.ranges import RANGES, Range, check_ranges, numeric_leaves
 
-GROUPS = ("model", "loss", "optimizer", "data", "experiment", "sweep")
+GROUPS = ("model", "loss", "optimizer", "regularizer", "data", "experiment", "sweep")
 
 
 def composable_configs() -> list[list[str]]:
-    """The baseline with each option of each group, and with every hack at once."""
-    configs = [[], ["hacks=[smoothing,noisy,separate-batches]"]]
+    """The baseline with each option of each group, and with every hack (regulariser) at
+    once."""
+    configs = [[], ["hacks=[smoothing,noisy,separate-batches]"],
+               ["regularizer=[gp,dragan,r1,r2,clip]"]]
     for group in GROUPS:
         configs += [[f"{group}={p.stem}"] for p in sorted((CONF / group).glob("*.yaml"))]
     return configs + [["debug=fast"], ["debug=eval"]]
@@ -87,7 +89,7 @@ def test_a_value_of_the_wrong_kind_is_refused_in_an_open_group(value, words):
 
 
 def test_null_is_accepted_only_where_a_key_means_none_by_it():
-    check_ranges(with_value("loss.gradient_penalty", None))
+    check_ranges(with_value("model.pack", None))
     with pytest.raises(ConfigError, match="model.latent_dim: None is not a positive integer"):
         check_ranges(with_value("model.latent_dim", None))
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import shutil
 from types import SimpleNamespace
 
 import pandas as pd
@@ -69,7 +70,7 @@ def test_a_table_asking_for_evaluations_gets_curves_from_runs_shorter_than_an_ep
     assert tables([0])["stacked-mnist"].evaluations == 4
     table = dataclasses.replace(pacgan_table1([0]), runs={
         "ring8_pack1_s0": pacgan_table1([0]).runs["ring8_pack1_s0"]}, evaluations=2)
-    train_table(table, tmp_path / "out", 6, jobs=1)
+    train_table(table, tmp_path / "out", 6, jobs=1, archive=tmp_path / "archive")
     run = tmp_path / "out" / "pacgan-table1" / "steps6" / "ring8_pack1_s0"
     history = pd.read_csv(run / "metrics.csv")
     assert history.dropna(subset=["epoch/mixture_modes"])["step"].tolist() == [3, 6]
@@ -102,7 +103,8 @@ def test_every_table_names_runs_of_the_project_configs():
 
 def test_reproduce_trains_a_tiny_table_and_writes_its_section_and_figures(tmp_path):
     args = ["scripts/reproduce.py", "pacgan-table1", "--only", "ring8_pack[12]_s0", "--steps",
-            "6", "--out", str(tmp_path / "out"), "--docs", str(tmp_path / "docs")]
+            "6", "--out", str(tmp_path / "out"), "--docs", str(tmp_path / "docs"),
+            "--archive", str(tmp_path / "archive")]
     first = run_cli(*args)
     assert first.returncode == 0, first.stderr[-2000:]
     runs = tmp_path / "out" / "pacgan-table1" / "steps6"
@@ -136,6 +138,17 @@ def test_reproduce_trains_a_tiny_table_and_writes_its_section_and_figures(tmp_pa
     assert discussion.is_file()
     page = (tmp_path / "docs" / "results.md").read_text()
     assert page.index("## What the tables say\n\nPacking helps.\n") < page.index(rewritten)
+
+    # Another machine: no run directories, only the committed archive of the finished runs
+    archived = tmp_path / "archive" / "pacgan-table1" / "steps6" / "ring8_pack1_s0"
+    assert sorted(p.name for p in archived.iterdir()) == [
+        ".hydra", "config.yaml", "metrics.csv.gz", "samples", "summary.json"]
+    assert sum(f.stat().st_size for f in archived.rglob("*") if f.is_file()) < 100_000
+    shutil.rmtree(tmp_path / "out")
+    restored = run_cli(*args)
+    assert restored.returncode == 0 and "0 of 2 runs to train" in restored.stdout
+    assert restored.stdout.count("restored from") == 2
+    assert (tmp_path / "docs" / "results" / "pacgan-table1.md").read_text() == rewritten
 
     # pacgan-trend's ring8 runs at the same budget are those same runs: copied, not trained again
     trend = run_cli(*[a.replace("pacgan-table1", "pacgan-trend") for a in args])

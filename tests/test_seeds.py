@@ -14,7 +14,8 @@ from omegaconf import OmegaConf
 from gancompare import checkpoint
 from gancompare.build import build
 from gancompare.errors import ConfigError
-from gancompare.seeds import RunStreams, StackedGAN, StackedModule
+from gancompare.gan import GAN
+from gancompare.seeds import RunStreams, StackedModule, stack_runs
 from gancompare.training import train, train_seeds
 
 LOSSES = ("d_loss_real", "d_loss_fake", "g_loss", "d_grad_norm", "g_grad_norm")
@@ -28,7 +29,9 @@ def _assert_same_rows(batched, alone, rel: float) -> None:
     assert [r["step"] for r in rows_b] == [r["step"] for r in rows_a]
     assert list(rows_b[0]) == list(rows_a[0])
     for row_b, row_a in zip(rows_b, rows_a, strict=True):
-        for column in (*LOSSES, "gradient_penalty", "wasserstein", "d_acc_real", "d_acc_fake"):
+        for column in (*LOSSES, "reg_gp", "reg_r1", "reg_r2", "reg_dragan", "d_reg_loss",
+                       "d_grad_x_real", "d_grad_x_fake",
+                       "wasserstein", "d_acc_real", "d_acc_fake"):
             if row_a.get(column):
                 assert float(row_b[column]) == pytest.approx(float(row_a[column]), rel=rel,
                                                              abs=rel), column
@@ -50,8 +53,10 @@ EXACT = 1e-9
     ["loss=wgan-gp"],  # the penalty's interpolates, double backward, 5 D steps
     ["experiment=pacgan-ring8", "model.pack=2", "trainer.batch_size=32"],  # G's BN,
     # packing, simultaneous updates
-    ["loss=rpgan", "hacks=[]", "model=mlp"],  # pairs; G's update draws its own real batch
-], ids=["dcgan28", "mlp-dropout-labels", "wgan-gp", "pacgan2-simultaneous", "rpgan"])
+    ["loss=rpgan", "model=mlp"],  # pairs; G's update draws its own real batch
+    ["loss=rpgan", "model=mlp", "regularizer=[r1,r2,dragan]", "regularizer.every=2"],  # Dreg
+], ids=["dcgan28", "mlp-dropout-labels", "wgan-gp", "pacgan2-simultaneous", "rpgan",
+        "r1-r2-dragan-lazy"])
 def test_each_seed_trains_as_it_would_alone(tmp_path, overrides):
     overrides = [*overrides, *QUIET, "trainer.precision=64"]
     summaries = train_seeds(make_cfg(*overrides, "trainer.seeds=[3,5]"), tmp_path / "batched")
@@ -83,14 +88,14 @@ def test_each_seed_trains_as_it_would_alone(tmp_path, overrides):
 
 def test_a_wrong_draw_fails_the_float64_comparison(tmp_path, monkeypatch):
     """The tolerance above catches a real bug: run 1 given run 0's latents differs by far more."""
-    honest = StackedGAN.latent
+    honest = GAN.latent
 
     def shared_latents(self, n):
         z = honest(self, n)
-        return z[:1].expand_as(z).clone()
+        return z[:1].expand_as(z).clone() if self.runs.count > 1 else z
 
     overrides = ["model=mlp", *QUIET, "trainer.precision=64"]
-    monkeypatch.setattr(StackedGAN, "latent", shared_latents)
+    monkeypatch.setattr(GAN, "latent", shared_latents)
     train_seeds(make_cfg(*overrides, "trainer.seeds=[3,5]"), tmp_path / "batched")
     train(make_cfg(*overrides, "seed=5"), tmp_path / "alone5")
     with pytest.raises(AssertionError):
@@ -211,8 +216,7 @@ def test_a_stacked_gan_keeps_each_runs_optimiser_state():
         states.append(checkpoint.rng_state())
     moments = [g.d_optimizer.state_dict()["state"][0]["exp_avg"].clone() for g in gans]
     cfg = make_cfg()
-    stacked = StackedGAN.of(gans, RunStreams(states), cfg.optimizer,
-                            cfg.trainer.fused_optimizers)
+    stacked = stack_runs(gans, RunStreams(states), cfg.optimizer, cfg.trainer.fused_optimizers)
     for k in (0, 1):
         member = stacked.member(k, optimizers=True)
         assert torch.equal(member.d_optimizer.state_dict()["state"][0]["exp_avg"], moments[k])
@@ -246,8 +250,8 @@ def test_every_architecture_steps_as_its_single_network(overrides):
         members.append(build(make_cfg(*overrides, f"seed={seed}")).gan)
         states.append(checkpoint.rng_state())
     cfg = make_cfg(*overrides)
-    stacked = StackedGAN.of(members, RunStreams(states), cfg.optimizer,
-                            cfg.trainer.fused_optimizers)
+    stacked = stack_runs(members, RunStreams(states), cfg.optimizer,
+                         cfg.trainer.fused_optimizers)
     figures = stacked.step()
     for k, single in enumerate(alone):
         for name in (*LOSSES, "d_loss"):
@@ -256,15 +260,15 @@ def test_every_architecture_steps_as_its_single_network(overrides):
 
 
 def test_a_seed_that_diverges_stops_alone_and_the_others_finish(tmp_path, monkeypatch):
-    honest_step = StackedGAN.step
+    honest_step = GAN.step
 
     def step_nan_in_run_1(self):
         figures = honest_step(self)
-        if self._version >= 4:
+        if self.steps_done >= 4:
             figures["g_loss"] = figures["g_loss"] * torch.tensor([1.0, float("nan")])
         return figures
 
-    monkeypatch.setattr(StackedGAN, "step", step_nan_in_run_1)
+    monkeypatch.setattr(GAN, "step", step_nan_in_run_1)
     summaries = train_seeds(make_cfg(*QUIET, "trainer.seeds=[0,1]", "trainer.max_steps=8",
                                      "trainer.log_every=2"), tmp_path)
     assert [(s["status"], s["steps"]) for s in summaries] == [("finished", 8), ("diverged", 4)]
@@ -278,16 +282,16 @@ def test_a_signal_checkpoints_every_seed_and_the_batch_resumes(tmp_path, monkeyp
     import os
     import signal
 
-    honest_step = StackedGAN.step
+    honest_step = GAN.step
 
     def step_then_sigterm(self):
         figures = honest_step(self)
-        if self._version == 3:
+        if self.steps_done == 3:
             os.kill(os.getpid(), signal.SIGTERM)
         return figures
 
     cfg = make_cfg(*RESUMABLE, "trainer.max_steps=6")
-    monkeypatch.setattr(StackedGAN, "step", step_then_sigterm)
+    monkeypatch.setattr(GAN, "step", step_then_sigterm)
     previous = signal.signal(signal.SIGTERM, signal.SIG_DFL)
     try:
         stopped = train_seeds(cfg, tmp_path / "resumed")
@@ -297,7 +301,7 @@ def test_a_signal_checkpoints_every_seed_and_the_batch_resumes(tmp_path, monkeyp
         [("interrupted", 3, "SIGTERM")] * 2
     assert [checkpoint.load(tmp_path / f"resumed/seed{s}/checkpoints/last.pt")["step"]
             for s in (0, 1)] == [3, 3]
-    monkeypatch.setattr(StackedGAN, "step", honest_step)
+    monkeypatch.setattr(GAN, "step", honest_step)
     resumed = train_seeds(cfg, tmp_path / "resumed")
     straight = train_seeds(cfg, tmp_path / "straight")
     assert [s["status"] for s in resumed] == ["finished"] * 2

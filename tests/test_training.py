@@ -196,7 +196,8 @@ def test_the_entrypoint_prints_the_config_without_training():
     out = subprocess.run([sys.executable, "src/train.py", "--cfg", "job", "loss=wgan-gp"],
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0
-    assert "gradient_penalty: 10.0" in out.stdout and "objective: gancompare.losses.wasserstein" \
+    assert "_target_: gancompare.regularizers.GradientPenalty" in out.stdout \
+        and "weight: 10.0" in out.stdout and "objective: gancompare.losses.wasserstein" \
         in out.stdout and "name: wgan-gp" in out.stdout
 
 

@@ -15,6 +15,7 @@ from gancompare.datasets import Dataset, load_dataset
 from gancompare.errors import ConfigError
 from gancompare.evaluation import Evaluator
 from gancompare.gan import GAN, build_gan, sample_latent
+from gancompare.phases import schedule
 from gancompare.precision import resolve_precision, set_default_dtype
 
 
@@ -35,6 +36,7 @@ def build(cfg: DictConfig, device: str | None = None) -> Built:
     cfg.device)."""
     check_config(cfg)
     cfg = effective_config(cfg)
+    schedule(cfg)  # an update scheme the phases cannot run is refused before any data loads
     torch_device = resolve_device(device or cfg.device)
     # `auto` becomes what runs here, so the saved config and the summary say it.
     cfg.trainer.precision = resolve_precision(cfg.trainer.precision, torch_device,

@@ -16,7 +16,6 @@ import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from gancompare.errors import ConfigError
-from gancompare.gan import LATENTS
 from gancompare.hacks import check_hacks
 from gancompare.losses import get_objective
 from gancompare.ranges import check_ranges
@@ -28,34 +27,28 @@ UPDATES = ("alternating", "simultaneous")
 D_PASSES = ("joint", "separate")
 G_LATENTS = ("fresh", "shared")
 REAL_RANGES = ("signed", "unit")  # real images in [-1, 1] or [0, 1]
+LATENTS = ("normal", "uniform")
 
 
-def _choice(cfg: DictConfig, key: str, choices: tuple[str, ...], default: str) -> str:
-    value = OmegaConf.select(cfg, key, default=default)
+def _choice(cfg: DictConfig, key: str, choices: tuple[str, ...]) -> str:
+    value = OmegaConf.select(cfg, key)
     if value not in choices:
         raise ConfigError(key, f"unknown value '{value}'", f"choose one of {', '.join(choices)}")
     return value
 
 
 def check_config(cfg: DictConfig) -> None:
-    """Refuse bad input with the key and the fix, before any data or model is built."""
+    """Refuse bad input with the key and the fix, before any data or model is built (the update
+    scheme's combinations are the phases' to refuse: `phases.schedule`)."""
     check_ranges(cfg)
-    if _choice(cfg, "data.real_range", REAL_RANGES, "signed") == "unit" and \
-            cfg.data.source == "mixture":
+    if "real_range" in cfg.data and _choice(cfg, "data.real_range", REAL_RANGES) == "unit" \
+            and cfg.data.source == "mixture":
         raise ConfigError("data.real_range", "the 2-D mixtures are points, not pixels",
                           f"drop data.real_range for data={cfg.data.name}")
-    updates = _choice(cfg, "optimizer.updates", UPDATES, "alternating")
-    d_passes = _choice(cfg, "optimizer.d_passes", D_PASSES, "joint")
-    g_latents = _choice(cfg, "optimizer.g_latents", G_LATENTS, "fresh")
-    _choice(cfg, "model.latent_distribution", LATENTS, "normal")
-    if updates == "simultaneous" and (
-            cfg.optimizer.d_steps != 1 or cfg.optimizer.get("g_steps", 1) != 1
-            or d_passes != "joint" or g_latents != "fresh"
-            or "separate-batches" in (cfg.get("hacks") or {})):
-        raise ConfigError("optimizer.updates", "simultaneous updates take one pass of D over a "
-                          "mixed batch per step", "set optimizer.d_steps=1, optimizer.g_steps=1, "
-                          "optimizer.d_passes=joint, optimizer.g_latents=fresh and drop "
-                          "hacks=[separate-batches], or use optimizer.updates=alternating")
+    _choice(cfg, "optimizer.updates", UPDATES)
+    _choice(cfg, "optimizer.d_passes", D_PASSES)
+    _choice(cfg, "optimizer.g_latents", G_LATENTS)
+    _choice(cfg, "model.latent_distribution", LATENTS)
     if OmegaConf.select(cfg, "trainer.seeds") is not None:
         check_seeds(cfg.trainer.seeds)
     objective = get_objective(cfg.loss.objective)
@@ -85,12 +78,46 @@ def effective_config(cfg: DictConfig) -> DictConfig:
     with open_dict(cfg):
         if cfg.get("hacks") is None:
             cfg.hacks = {}
-        if cfg.loss.get("gradient_penalty") and cfg.model.d_norm == "batch":
+        if cfg.get("regularizer") is None:
+            cfg.regularizer = {"every": 1}
+        penalties = [n for n in cfg.regularizer if n not in ("every", "clip")]
+        if penalties and cfg.model.d_norm == "batch":
             # SPEC: a critic under a gradient penalty must not use batch norm, which couples the
             # samples whose per-sample gradient norms the penalty constrains.
-            log.warning("model.d_norm=batch replaced by layer norm: loss=%s has a gradient "
-                        "penalty (set model.d_norm=none for no normalisation)", cfg.loss.name)
+            log.warning("model.d_norm=batch replaced by layer norm: regularizer=[%s] penalises "
+                        "D's gradient per sample (set model.d_norm=none for no normalisation)",
+                        ",".join(penalties))
             cfg.model.d_norm = "layer"
+    return cfg
+
+
+# What a run saved before a key existed ran with: its config.yaml is read with these filled in.
+SAVED_BEFORE = {"model.pack": 1, "model.latent_distribution": "normal",
+                "optimizer.g_steps": 1, "optimizer.updates": "alternating",
+                "optimizer.d_passes": "joint", "optimizer.g_latents": "fresh"}
+
+
+def upgrade_saved(cfg: DictConfig) -> DictConfig:
+    """A run's saved config.yaml in today's keys, so runs saved before a change re-evaluate:
+    keys added since with the value they ran with, and the penalty and clipping that a loss
+    carried (`loss.gradient_penalty`, `loss.clip_weights`) as the `regularizer` group."""
+    cfg = cfg.copy()
+    with open_dict(cfg):
+        for key, value in SAVED_BEFORE.items():
+            if OmegaConf.select(cfg, key, default=None) is None:
+                OmegaConf.update(cfg, key, value, force_add=True)
+        if OmegaConf.select(cfg, "model.norm_init_std", default=None) is None:
+            cfg.model.norm_init_std = cfg.model.init_std
+        if "regularizer" not in cfg:
+            cfg.regularizer = {"every": 1}
+            weight = cfg.loss.pop("gradient_penalty", None)
+            limit = cfg.loss.pop("clip_weights", None)
+            if weight:
+                cfg.regularizer.gp = {"_target_": "gancompare.regularizers.GradientPenalty",
+                                      "weight": weight}
+            if limit:
+                cfg.regularizer.clip = {"_target_": "gancompare.regularizers.WeightClip",
+                                        "limit": limit}
     return cfg
 
 

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from gancompare.losses import Objective, r1_penalty, r2_penalty
+from gancompare.losses import Objective
+from gancompare.regularizers import r1_penalty, r2_penalty
 
 SCHEMES = ("simultaneous", "alternating")
 

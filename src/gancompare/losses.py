@@ -14,9 +14,8 @@ terms (logged as d_loss_real and d_loss_fake) whose sum it minimises, and G pays
 `conf/loss/<name>.yaml` names its objective by import path (`objective:
 gancompare.losses.hinge`), so adding a loss is one unit here plus one YAML file.
 Everything is computed from logits with softplus / BCE-with-logits, so no sigmoid saturates to
-log(0). The regularisers, at the bottom: WGAN-GP's one-centred gradient penalty and weight
-clipping (which a loss config carries today), and the zero-centred R1 / R2 (pure units, checked
-against finite differences and on Dirac-GAN in tests/test_dirac.py).
+log(0). What D pays besides its loss (gradient penalties, weight clipping) is the `regularizer`
+group's: `regularizers.py`.
 """
 
 from __future__ import annotations
@@ -25,9 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
-import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from gancompare.errors import ConfigError
 
@@ -183,48 +181,3 @@ def get_objective(path: str) -> Objective:
         raise ConfigError("loss.objective", f"'{path}' is not an Objective",
                           "name one by import path, e.g. gancompare.losses.hinge")
     return objective
-
-
-def gradient_penalty(critic: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor,
-                     alpha: Tensor | None = None, batch_dims: int = 1) -> Tensor:
-    """E[(||grad f(x_hat)||_2 - 1)^2] on random interpolates x_hat of real and fake
-    (Gulrajani et al. 2017). Multiply by lambda (`loss.gradient_penalty`) outside.
-    The first `batch_dims` dimensions index samples (2: runs × samples, one mean per run);
-    `alpha` (shape [*batch, 1, …]) is drawn uniformly unless given."""
-    if alpha is None:
-        alpha = torch.rand(real.shape[:batch_dims] + (1,) * (real.dim() - batch_dims),
-                           device=real.device)
-    x_hat = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
-    (grad,) = torch.autograd.grad(critic(x_hat).sum(), x_hat, create_graph=True)
-    return (grad.flatten(batch_dims).norm(2, dim=-1) - 1).pow(2).mean(-1)
-
-
-def zero_centred_penalty(critic: Callable[[Tensor], Tensor], x: Tensor,
-                         batch_dims: int = 1) -> Tensor:
-    """E||grad_x D(x)||^2 over samples x (Mescheder et al. 2018): R1 on real samples, R2 on
-    generated ones. The paper's penalty is (gamma/2) times this; Mescheder's code
-    (LMescheder/GAN_stability, reg_param) applies reg_param times it without the 1/2, so its
-    reg_param 10 is gamma 20 here. The first `batch_dims` dimensions index samples (2: runs ×
-    samples, one mean per run)."""
-    x = x.detach().requires_grad_(True)
-    (grad,) = torch.autograd.grad(critic(x).sum(), x, create_graph=True)
-    return grad.flatten(batch_dims).pow(2).sum(-1).mean(-1)
-
-
-def r1_penalty(critic: Callable[[Tensor], Tensor], real: Tensor, gamma: float,
-               batch_dims: int = 1) -> Tensor:
-    """R1 = (gamma/2) E_real ||grad D(x)||^2: zero where D is flat on the data."""
-    return 0.5 * gamma * zero_centred_penalty(critic, real, batch_dims)
-
-
-def r2_penalty(critic: Callable[[Tensor], Tensor], fake: Tensor, gamma: float,
-               batch_dims: int = 1) -> Tensor:
-    """R2 = (gamma/2) E_generated ||grad D(x)||^2 (R3GAN pairs it with R1)."""
-    return 0.5 * gamma * zero_centred_penalty(critic, fake, batch_dims)
-
-
-@torch.no_grad()
-def clip_weights(module: nn.Module, limit: float) -> None:
-    """WGAN's Lipschitz constraint: every critic parameter into [-limit, limit]."""
-    for p in module.parameters():
-        p.clamp_(-limit, limit)

@@ -17,8 +17,10 @@ from omegaconf import OmegaConf
 
 from gancompare import PROJECT_ROOT, checkpoint
 from gancompare.build import Built, build
+from gancompare.config import upgrade_saved
 from gancompare.errors import ConfigError
-from gancompare.gan import GAN, frozen
+from gancompare.gan import GAN
+from gancompare.phases import frozen
 from gancompare.run_dir import columns, flat_summary, read_rows, write_summary
 from gancompare.tracking import WandbRun
 from gancompare.verdict import judge
@@ -33,7 +35,7 @@ def load_run(run_dir: Path, checkpoint_path: Path | None = None,
     if not config_path.is_file():
         raise ConfigError("run_dir", f"{run_dir} holds no config.yaml",
                           "pass a run directory written by src/train.py")
-    cfg = OmegaConf.load(config_path)
+    cfg = upgrade_saved(OmegaConf.load(config_path))
     if not Path(cfg.paths.data).is_dir():  # a run directory from another machine
         cfg.paths.data = str(PROJECT_ROOT / "data")
     checkpoint_path = Path(checkpoint_path or run_dir / "checkpoints" / checkpoint.LAST)
@@ -124,7 +126,7 @@ def _probe(gan: GAN, n: int) -> dict[str, float]:
         out_real = gan.D(gan.real_batch(n)).detach() if gan.objective.g_sees_real else None
         loss = gan.g_loss(gan.D(gan.fake_batch(gan.latent(n * gan.pack))), out_real)
         loss.backward()
-    norm = gan.grad_norm(gan.generator).item()
+    norm = gan.runs.grad_norm(gan.generator).item()
     gan.generator.zero_grad(set_to_none=True)
     return {"sample_spread": spread, "output_at_bound": at_bound, "real_at_bound": real_at_bound,
             "d_real": d_real,

@@ -4,6 +4,11 @@
 - A run with a finished summary is kept; an interrupted one resumes (`trainer.resume=auto`).
 - A run not started yet whose composed config equals a finished run's under <out> (another
   table's: a loss whose paper optimiser is the shared one) is copied from it, not retrained.
+- Each finished run's small files (summary, configs, metrics.csv gzipped, last sample grid:
+  tens of kB) are archived under results/runs/<table>/<budget>/<run>, which is committed, and
+  a run found there is restored instead of trained: a table spread over sessions and machines
+  continues where the last one stopped (its checkpoints stay behind: a restored run reports,
+  but does not re-evaluate).
 - `batch_seeds`: the runs of one setting that differ only in `seed=` train as one
   `trainer.seeds=[...]` process in <out>/<table>/batches-steps<budget>/<setting>_s<seeds>, each
   run's directory a link to its seed's; worth it where one run leaves a GPU mostly idle.
@@ -11,6 +16,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import shutil
@@ -30,6 +36,8 @@ from gancompare.result_tables import Table
 # How a run is executed, not what it computes: configs that differ only here are the same run.
 EXECUTION_KEYS = (("trainer", "threads"), ("trainer", "progress_bar"), ("logger",))
 REUSED_FROM = "reused_from.txt"  # in a run copied from an identical finished run
+ARCHIVE = PROJECT_ROOT / "results" / "runs"  # committed: finished runs' small files
+ARCHIVED = ("summary.json", "config.yaml", ".hydra/config.yaml", ".hydra/overrides.yaml")
 
 
 def budget_dir(out: Path, table: Table, steps: int | None) -> Path:
@@ -48,6 +56,39 @@ def is_done(run_dir: Path) -> bool:
     path = run_dir / "summary.json"
     return path.is_file() and json.loads(path.read_text()).get("status") in ("finished",
                                                                                "diverged")
+
+
+# ---- the committed archive ----
+
+def archive_run(run_dir: Path, archived: Path) -> None:
+    """A finished run's small files into the archive (metrics.csv gzipped, the last grid)."""
+    if not is_done(run_dir):
+        return
+    archived.mkdir(parents=True, exist_ok=True)
+    for name in ARCHIVED:
+        if (run_dir / name).is_file():
+            (archived / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(run_dir / name, archived / name)
+    if (run_dir / "metrics.csv").is_file():
+        # mtime 0: the same run archives to the same bytes (no spurious diff to commit)
+        with open(run_dir / "metrics.csv", "rb") as src, \
+                gzip.GzipFile(archived / "metrics.csv.gz", "wb", mtime=0) as dst:
+            shutil.copyfileobj(src, dst)
+    grids = sorted((run_dir / "samples").glob("epoch_*.png"))
+    if grids:
+        (archived / "samples").mkdir(exist_ok=True)
+        shutil.copyfile(grids[-1], archived / "samples" / grids[-1].name)
+
+
+def restore_run(archived: Path, run_dir: Path) -> None:
+    """An archived run back into its run directory, for the table's report."""
+    shutil.copytree(archived, run_dir, dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("metrics.csv.gz"))
+    if (archived / "metrics.csv.gz").is_file():
+        with gzip.open(archived / "metrics.csv.gz", "rb") as src, \
+                open(run_dir / "metrics.csv", "wb") as dst:
+            shutil.copyfileobj(src, dst)
+    print(f"  {run_dir.name}: restored from {archived}", flush=True)
 
 
 # ---- identical runs ----
@@ -141,11 +182,17 @@ def batched(todo: list[tuple[str, list[str]]], root: Path, steps: int | None, th
 
 def train_table(table: Table, out: Path, steps: int | None, jobs: int = 2, threads: int = 1,
                 wandb: str = "disabled", extra: Sequence[str] = (),
-                batch_seeds: bool = False) -> dict[str, float]:
-    """Train every run of `table` that has no finished summary; returns job -> wall seconds of
-    the jobs run now. Each job is a separate `src/train.py` process with its log beside."""
+                batch_seeds: bool = False, archive: Path | None = ARCHIVE) -> dict[str, float]:
+    """Train every run of `table` that has no finished summary (nor an archived one); returns
+    job -> wall seconds of the jobs run now. Each job is a separate `src/train.py` process with
+    its log beside; each finished run is archived (`archive=None`: not)."""
     root = budget_dir(out, table, steps)
     root.mkdir(parents=True, exist_ok=True)
+    archived = budget_dir(archive, table, steps) if archive else None
+    for name in table.runs:
+        if archived and not is_done(root / name) and is_done(archived / name) \
+                and not (root / name).is_symlink():
+            restore_run(archived / name, root / name)
     if steps and table.evaluations:
         extra = [f"eval.every_steps={max(1, steps // table.evaluations)}", *extra]
     todo = [(name, o) for name, o in table.runs.items() if not is_done(root / name)]
@@ -166,6 +213,8 @@ def train_table(table: Table, out: Path, steps: int | None, jobs: int = 2, threa
         with open(root / f"{job.name}.log", "w") as log:
             subprocess.run(job.command, stdout=log, stderr=subprocess.STDOUT, check=False)
         walls[job.name] = time.perf_counter() - started
+        for run in job.runs if archived else ():
+            archive_run(run, archived / run.name)
         done = sum(is_done(run) for run in job.runs)
         print(f"  {job.name}: {done} of {len(job.runs)} runs done in {walls[job.name]:.0f} s",
               flush=True)

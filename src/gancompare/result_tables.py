@@ -127,6 +127,73 @@ def mixture_losses(seeds: Sequence[int], steps: int) -> Table:
               "fp32.")
 
 
+# The stabilisers as an axis: each replaces the loss file's own regularisers (WGAN's clipping);
+# "none" is the loss as its file defines it, so those rows are today's one-point tables.
+STABILISER_LOSSES = ["non-saturating", "lsgan", "wasserstein", "hinge", "rpgan"]
+STABILISERS = {"none": [], "sn": ["model.d_norm=spectral", "regularizer=[]"],
+               "r1": ["regularizer=[r1]"], "gp": ["regularizer=[gp]"],
+               "r1r2": ["regularizer=[r1,r2]"]}
+
+
+def seed_major(runs: dict[str, list[str]], seeds: Sequence[int]) -> dict[str, list[str]]:
+    """seeds_of, every setting's first seed first: a table stopped half way has whole rows."""
+    return {f"{name}_s{seed}": [*overrides, f"seed={seed}"]
+            for seed in seeds for name, overrides in runs.items()}
+
+
+def stabilisers_mnist8(seeds: Sequence[int]) -> Table:
+    runs = {f"{loss}_{stab}": [f"loss={loss}", "optimizer=dcgan", *STABILISERS[stab]]
+            for loss in STABILISER_LOSSES for stab in ("none", "sn", "r1", "gp")}
+    return Table(
+        "stabilisers-mnist8", "Stabilisers × losses on mnist8, one shared optimiser",
+        seed_major(runs, seeds), by=["setting"],
+        metrics=["eval.fid_mnist_cnn", "eval.coverage_mnist_cnn"], default_steps=None,
+        notes="The baseline setting (dcgan28, batch 128, 450 steps) with one shared optimiser "
+              "(`optimizer=dcgan`: Adam 2e-4 / 0.5, one D step) for every cell. Rows: "
+              "`<loss>_<stabiliser>`; `none` is the loss as its file defines it (WGAN with its "
+              "weight clipping), `sn` spectral norm in D (`model.d_norm=spectral`, no clipping), "
+              "`r1` R1 with gamma 1 ((gamma/2) E||grad D(x)||^2 on real samples), `gp` WGAN-GP's "
+              "penalty with lambda 10, each in place of the loss file's regularisers. D "
+              "sees separate real and fake batches (the baseline's hacks) except rpgan, whose "
+              "loss compares both in one term (hacks=[]). Neither gamma nor lambda is tuned "
+              "here: one point each, the papers' lambda and a middle gamma.")
+
+
+def stabilisers_mixtures(seeds: Sequence[int], steps: int) -> Table:
+    runs = {f"{data}_{loss}_{stab}": [f"experiment=pacgan-{data}", f"loss={loss}",
+                                      *STABILISERS[stab]]
+            for data in ("ring8", "grid25") for loss in STABILISER_LOSSES
+            for stab in ("none", "r1r2", "sn")}
+    return Table(
+        "stabilisers-mixtures", "Stabilisers × losses on ring8 and grid25, PacGAN's protocol",
+        seed_major(runs, seeds), by=["setting"],
+        metrics=["eval.mixture_modes", "eval.mixture_high_quality", "eval.mixture_reverse_kl"],
+        default_steps=steps, published_steps=400_000,
+        notes="`experiment=pacgan-<data> loss=<loss>` (PacGAN's networks, optimiser and "
+              "simultaneous updates for every loss) with no added stabiliser, R1 + R2 (gamma 1 "
+              "each) or spectral norm in D; fp32.")
+
+
+def stabilisers_stacked(seeds: Sequence[int]) -> Table:
+    runs = {"dcgan": ["experiment=stacked-mnist-veegan"],
+            "pacdcgan2": ["experiment=stacked-mnist-veegan", "model.pack=2"],
+            "rpgan_r1r2": ["experiment=stacked-mnist-veegan", "loss=rpgan", "optimizer=veegan",
+                           "regularizer=[r1,r2]"]}
+    return Table(
+        "stabilisers-stacked", "Stacked MNIST, VEEGAN setting: RpGAN + R1 + R2 beside DCGAN "
+        "and PacDCGAN2", seed_major(runs, seeds), by=["setting"],
+        metrics=["eval.stacked_modes_mnist_cnn_x3", "eval.stacked_kl_mnist_cnn_x3"],
+        default_steps=1000, evaluations=4,
+        published={"rpgan_r1r2": {"modes": "1000 (R3GAN's network)", "KL": "0.029"},
+                   "pacdcgan2": {"modes": "1000.0 ± 0.0", "KL": "0.06 ± 0.01"},
+                   "dcgan": {"modes": "99.0", "KL": "3.40"}},
+        notes="`experiment=stacked-mnist-veegan` as in the Stacked MNIST table; rpgan_r1r2 is "
+              "R3GAN's objective (RpGAN + R1 + R2, gamma 1 each) on the same DCGAN and "
+              "optimiser (its D's batch norm becomes layer norm under the penalties). "
+              "Published: Lin et al. 2018, Table 3 for DCGAN / PacDCGAN2; Huang et al. 2024 for "
+              "R3GAN, with its own, larger network and budget.")
+
+
 def tables(seeds: Sequence[int] | None = None) -> dict[str, Table]:
     """Every table by name; `seeds` overrides each table's own trials."""
     def s(default: int) -> list[int]:
@@ -141,4 +208,5 @@ def tables(seeds: Sequence[int] | None = None) -> dict[str, Table]:
         losses("losses-mnist8", "mnist8", s(3), None, shared_optimizer=False),
         losses("losses-mnist8-shared", "mnist8", s(3), None, shared_optimizer=True),
         losses("losses-fashion", "fashion", s(3), 1000, shared_optimizer=True),
-        scenarios(s(3)), mixture_losses(s(3), 4000))}
+        scenarios(s(3)), mixture_losses(s(3), 4000),
+        stabilisers_mnist8(s(3)), stabilisers_mixtures(s(3), 4000), stabilisers_stacked(s(3)))}

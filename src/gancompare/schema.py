@@ -94,6 +94,7 @@ class TrainSchema:
     loss: Any = None
     data: Any = None
     hacks: Any = None
+    regularizer: Any = None
     logger: Any = None
 
 

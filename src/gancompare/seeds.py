@@ -11,7 +11,7 @@ Each run is first built exactly as its own process would build it (`build.build`
 - `RunStreams`: every random draw (data batches, latents, label noise, penalty interpolation,
   dropout masks) is made for each run with the global generators set to that run's own state,
   so run k sees the numbers its own process would draw, in the same order.
-- `StackedGAN.member(k)` writes run k's slice back into its own `GAN`, for its evaluation,
+- `StackedRuns.member(gan, k)` writes run k's slice back into its own `GAN`, for its evaluation,
   samples and checkpoint, which are then exactly those of a single run.
 Each run matches the same seed trained alone up to float summation order (a batched matmul or
 grouped convolution may sum in another order than the single one); tests/test_seeds.py checks it.
@@ -34,6 +34,7 @@ from torch.func import functional_call, stack_module_state, vmap
 from gancompare import checkpoint
 from gancompare.gan import GAN, make_optimizer
 from gancompare.models import Dropout
+from gancompare.phases import OneRun
 
 
 class RunStreams:
@@ -214,86 +215,47 @@ def optimizer_state_of(state_dict: dict[str, Any], k: int,
                       for i, state in state_dict["state"].items()}}
 
 
-@dataclasses.dataclass
-class StackedGAN(GAN):
-    """K runs of one config in one batched `GAN.step`: tensors carry the run in dimension 0."""
+class StackedRuns(OneRun):
+    """K runs in one batched computation: samples in dimension 1 (after the run), every draw made
+    once per run from its own stream, losses vmapped to one value per run, gradient norms per
+    run. `member(gan, k)` writes run k's slice back into its own `GAN`."""
 
-    members: list[GAN] = dataclasses.field(default_factory=list)
-    streams: RunStreams | None = None
     batch_dim = 1
-    _version: int = 0
-    _synced: dict[int, tuple[int, bool]] = dataclasses.field(default_factory=dict)
 
-    @classmethod
-    def of(cls, members: list[GAN], streams: RunStreams, cfg_optimizer: Any,
-           fused: bool) -> StackedGAN:
-        """Stack K built (and possibly resumed) runs; their optimisers' state is carried over."""
-        first = members[0]
-        generator = StackedModule([m.generator for m in members], streams)
-        discriminator = StackedModule([m.discriminator for m in members], streams)
-        fields = {f.name: getattr(first, f.name) for f in dataclasses.fields(GAN)}
-        gan = cls(**fields | dict(
-            generator=generator, discriminator=discriminator,
-            g_optimizer=make_optimizer(cfg_optimizer.g, generator, fused),
-            d_optimizer=make_optimizer(cfg_optimizer.d, discriminator, fused),
-            channels_last=False), members=members, streams=streams)
-        for name in ("g_optimizer", "d_optimizer"):
-            getattr(gan, name).load_state_dict(stack_optimizer_state(
-                [getattr(m, name) for m in members], getattr(gan, name)))
-        return gan
+    def __init__(self, members: list[GAN], streams: RunStreams) -> None:
+        self.members, self.streams = members, streams
+        self.count = len(members)
+        self._synced: dict[int, tuple[int, bool]] = {}  # run k: (steps_done, with optimisers)
 
-    @property
-    def runs(self) -> int:
-        return len(self.members)
+    def draw(self, make: Callable[[], Any]) -> Any:
+        per_run = self.streams.draw(make)
+        if isinstance(per_run[0], tuple):  # several tensors per draw (real and fake labels)
+            return tuple(torch.stack(parts) for parts in zip(*per_run, strict=True))
+        return torch.stack(per_run)
 
-    def step(self) -> dict[str, Tensor]:
-        self._version += 1
-        return super().step()
-
-    # ---- per-run draws ----
-    def latent(self, n: int) -> Tensor:
-        return torch.stack(self.streams.draw(lambda: GAN.latent(self, n)))
-
-    def real_batch(self, n: int) -> Tensor:
-        batches = []
-        for k, member in enumerate(self.members):  # each run samples its own training set
-            with self.streams.use(k):
-                batches.append(member.data.sample(n * self.pack))
-        return torch.stack(batches)
-
-    def targets(self, n_real: int, n_fake: int) -> tuple[Tensor, Tensor]:
-        real, fake = zip(*self.streams.draw(lambda: self.labels(n_real, n_fake)), strict=True)
-        return torch.stack(real), torch.stack(fake)
-
-    def penalty_alpha(self, real: Tensor) -> Tensor:
-        shape = (real.shape[1],) + (1,) * (real.dim() - 2)
-        return torch.stack(self.streams.draw(lambda: torch.rand(shape, device=real.device)))
-
-    # ---- per-run reductions ----
-    def per_run(self, loss: Callable[..., Tensor], *args: Tensor) -> Tensor:
+    def per_run(self, loss: Callable[..., Any], *args: Tensor) -> Any:
         return vmap(loss)(*args)
 
     def grad_norm(self, module: nn.Module) -> Tensor:
         grads = [p.grad for p in module.parameters() if p.grad is not None]
         if not grads:
-            return torch.zeros(self.runs, device=self.data.train.device)
+            return torch.zeros(self.count, device=next(module.parameters()).device)
         return torch.stack([g.flatten(1).norm(2, dim=1) for g in grads]).norm(2, dim=0)
 
-    def run_figures(self, figures: dict[str, Tensor], k: int) -> dict[str, Tensor]:
+    def figures_of(self, figures: dict[str, Tensor], k: int) -> dict[str, Tensor]:
         return {name: value[k] for name, value in figures.items()}
 
-    # ---- one run on its own ----
-    def member(self, k: int, optimizers: bool = False) -> GAN:
+    def member(self, gan: GAN, k: int, optimizers: bool = False) -> GAN:
         member = self.members[k]
         synced = self._synced.get(k)
-        if synced is None or synced[0] != self._version or (optimizers and not synced[1]):
-            self.generator.copy_to(member.generator, k)
-            self.discriminator.copy_to(member.discriminator, k)
+        if synced is None or synced[0] != gan.steps_done or (optimizers and not synced[1]):
+            gan.generator.copy_to(member.generator, k)
+            gan.discriminator.copy_to(member.discriminator, k)
             if optimizers:
                 for name in ("g_optimizer", "d_optimizer"):
                     getattr(member, name).load_state_dict(optimizer_state_of(
-                        getattr(self, name).state_dict(), k, getattr(member, name)))
-            self._synced[k] = (self._version, optimizers)
+                        getattr(gan, name).state_dict(), k, getattr(member, name)))
+            self._synced[k] = (gan.steps_done, optimizers)
         return member
 
     def rng(self, k: int) -> contextlib.AbstractContextManager:
@@ -301,3 +263,23 @@ class StackedGAN(GAN):
 
     def rng_state(self, k: int) -> dict[str, Any]:
         return self.streams.states[k]
+
+
+def stack_runs(members: list[GAN], streams: RunStreams, cfg_optimizer: Any,
+               fused: bool) -> GAN:
+    """K built (and possibly resumed) runs of one config as one GAN whose networks are stacked
+    and whose `runs` is a `StackedRuns`; their optimisers' state is carried over."""
+    first = members[0]
+    generator = StackedModule([m.generator for m in members], streams)
+    discriminator = StackedModule([m.discriminator for m in members], streams)
+    fields = {f.name: getattr(first, f.name) for f in dataclasses.fields(GAN)
+              if not f.name.startswith("_")}
+    gan = GAN(**fields | dict(
+        generator=generator, discriminator=discriminator,
+        g_optimizer=make_optimizer(cfg_optimizer.g, generator, fused),
+        d_optimizer=make_optimizer(cfg_optimizer.d, discriminator, fused),
+        channels_last=False, runs=StackedRuns(members, streams)))
+    for name in ("g_optimizer", "d_optimizer"):
+        getattr(gan, name).load_state_dict(stack_optimizer_state(
+            [getattr(m, name) for m in members], getattr(gan, name)))
+    return gan

@@ -33,7 +33,7 @@ from gancompare.config import check_seeds
 from gancompare.errors import ConfigError
 from gancompare.gan import GAN
 from gancompare.run_dir import LOSS_COLUMNS, RunDir, training_summary
-from gancompare.seeds import RunStreams, StackedGAN
+from gancompare.seeds import RunStreams, stack_runs
 from gancompare.verdict import judge
 
 log = logging.getLogger(__name__)
@@ -100,8 +100,8 @@ def train_seeds(cfg: DictConfig, run_dir: Path, wandb_name: str | None = None,
                           f"({at}), so they cannot continue as one batch",
                           "resume each alone with seed=<s> and its run directory, or "
                           "trainer.resume=false to start over")
-    gan = StackedGAN.of([r.built.gan for r in runs], RunStreams([r.rng for r in runs]),
-                        cfg.optimizer, cfg.trainer.fused_optimizers)
+    gan = stack_runs([r.built.gan for r in runs], RunStreams([r.rng for r in runs]),
+                     cfg.optimizer, cfg.trainer.fused_optimizers)
     return loop(gan, runs, started)
 
 
@@ -116,6 +116,7 @@ def start_run(built: Built, run_dir: Path, wandb_name: str | None,
         checkpoint.restore(gan, state, path, key="trainer.resume")
         checkpoint.restore_rng(state["rng"])
         start_step, fixed_z = state["step"], state["fixed_z"].to(built.device)
+        gan.steps_done = start_step  # the lazy phases count steps from the run's start
         log.info("Resumed from %s at step %d", path, start_step)
     directory = RunDir(cfg, run_dir, start_step, critic=not gan.objective.has_accuracy,
                        wandb_name=wandb_name or cfg.logger.wandb.get("name") or run_dir.name,
@@ -124,8 +125,8 @@ def start_run(built: Built, run_dir: Path, wandb_name: str | None,
 
 
 def loop(gan: GAN, runs: list[Run], started: float) -> list[dict[str, Any]]:
-    """Train `runs` (one, or the seeds of a StackedGAN) from their common start step to the end;
-    evaluate, judge and summarise each."""
+    """Train `runs` (one, or the seeds of `trainer.seeds`, stacked) from their common start
+    step to the end; evaluate, judge and summarise each."""
     first = runs[0]
     cfg, total_steps = first.cfg, first.built.total_steps
     steps_per_epoch, start_step = first.built.steps_per_epoch, first.start_step
