@@ -191,7 +191,7 @@ def test_an_unknown_table_or_an_empty_selection_is_refused():
 def test_batch_seeds_trains_a_setting_s_seeds_in_one_process_and_resumes_it(tmp_path):
     args = ["scripts/reproduce.py", "pacgan-table1", "--only", "ring8_pack2", "--seeds", "0", "1",
             "--steps", "6", "--batch-seeds", "--out", str(tmp_path / "out"), "--docs",
-            str(tmp_path / "docs")]
+            str(tmp_path / "docs"), "--archive", str(tmp_path / "archive")]
     runs = tmp_path / "out" / "pacgan-table1" / "steps6"
     runs.mkdir(parents=True)  # a link left by a batch stopped before its process started
     (runs / "ring8_pack2_s0").symlink_to("../batches-steps6/ring8_pack2_s0/seed0")
