@@ -149,3 +149,23 @@ def test_the_probe_tells_a_saturated_generator_from_a_healthy_one(tmp_path):
     printed = json.loads(out.stdout)
     assert printed["step"] == 3 and printed["sample_spread"] > 1e-3
     assert not (tmp_path / "summary.json").read_text().count("evaluated_step")  # nothing written
+
+
+def test_a_run_saved_before_the_regularizer_group_re_evaluates_to_its_own_metrics(tmp_path):
+    """Its config.yaml as the code before the group wrote it: the penalty a key of the loss,
+    keys added since absent. (A wgan-gp run of commit 954aa46, re-evaluated by this code, gave
+    its 14 final metrics to the last digit.)"""
+    import yaml
+
+    summary = train(make_cfg("model=mlp", "loss=wgan-gp", "hacks=[]", debug="eval"), tmp_path)
+    saved = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    saved["loss"] |= {"gradient_penalty": saved.pop("regularizer")["gp"]["weight"],
+                      "clip_weights": None}
+    del saved["model"]["pack"], saved["eval"]["classifier_weights"]
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(saved))
+    out = run_cli("src/evaluate.py", str(tmp_path), timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    again = json.loads(out.stdout)
+    for key, value in summary["eval"].items():
+        if key != "eval_seconds":
+            assert again[key] == pytest.approx(value, rel=1e-9), key

@@ -243,11 +243,13 @@ def test_a_config_saved_before_the_group_reads_as_it_ran():
     del old["regularizer"]
     old["loss"] |= {"gradient_penalty": 10.0, "clip_weights": None}
     del old["model"]["pack"], old["model"]["latent_distribution"], old["optimizer"]["g_steps"]
+    del old["eval"]["classifier_weights"]  # a key of issue 18
     upgraded = upgrade_saved(OmegaConf.create(old))
     assert OmegaConf.to_container(upgraded.regularizer) == OmegaConf.to_container(
         cfg.regularizer)
     assert "gradient_penalty" not in upgraded.loss and upgraded.model.pack == 1
     assert upgraded.optimizer.g_steps == 1 and upgraded.model.latent_distribution == "normal"
+    assert upgraded.eval.classifier_weights is None and upgraded.eval.final_samples == 0
     wgan = dict(old, loss=old["loss"] | {"gradient_penalty": None, "clip_weights": 0.01})
     assert OmegaConf.to_container(upgrade_saved(OmegaConf.create(wgan)).regularizer) == {
         "every": 1, "clip": {"_target_": "gancompare.regularizers.WeightClip", "limit": 0.01}}

@@ -91,18 +91,22 @@ def effective_config(cfg: DictConfig) -> DictConfig:
     return cfg
 
 
-# What a run saved before a key existed ran with: its config.yaml is read with these filled in.
-SAVED_BEFORE = {"model.pack": 1, "model.latent_distribution": "normal",
-                "optimizer.g_steps": 1, "optimizer.updates": "alternating",
-                "optimizer.d_passes": "joint", "optimizer.g_latents": "fresh"}
+# What a run saved before a model key existed ran with (the typed groups take the schema's).
+SAVED_BEFORE = {"model.pack": 1, "model.latent_distribution": "normal"}
 
 
 def upgrade_saved(cfg: DictConfig) -> DictConfig:
     """A run's saved config.yaml in today's keys, so runs saved before a change re-evaluate:
-    keys added since with the value they ran with, and the penalty and clipping that a loss
-    carried (`loss.gradient_penalty`, `loss.clip_weights`) as the `regularizer` group."""
+    the typed groups (trainer, optimizer, eval, verdict) over the schema's defaults, model keys
+    added since with the value they ran with, and the penalty and clipping that a loss carried
+    (`loss.gradient_penalty`, `loss.clip_weights`) as the `regularizer` group."""
+    from gancompare.schema import TrainSchema
+
+    defaults = OmegaConf.to_container(OmegaConf.structured(TrainSchema))
     cfg = cfg.copy()
     with open_dict(cfg):
+        for group in ("trainer", "optimizer", "eval", "verdict"):
+            cfg[group] = OmegaConf.merge(defaults[group], cfg.get(group) or {})
         for key, value in SAVED_BEFORE.items():
             if OmegaConf.select(cfg, key, default=None) is None:
                 OmegaConf.update(cfg, key, value, force_add=True)

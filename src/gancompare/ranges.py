@@ -141,7 +141,7 @@ RANGES: dict[str, Range] = {
     "regularizer.r2.gamma": Range(low=0, example="1"),
     "regularizer.clip.limit": positive(example="0.01"),
     "optimizer.d_steps": integer(1, example="5"),
-    "optimizer.g_steps": integer(1, optional=True, example="2"),
+    "optimizer.g_steps": integer(1, example="2"),
     **{f"optimizer.{net}.{arg}": r for net in ("d", "g") for arg, r in OPTIMIZER.items()},
     "hacks.noisy.flip": Range(low=0, high=0.5, example="0.05",
                               note="a share of D's labels flipped; above 0.5 they mean the "

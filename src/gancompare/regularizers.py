@@ -183,12 +183,11 @@ class Regularization:
             constraint.project(module)
 
 
-def build_regularization(cfg: Mapping | None) -> Regularization:
-    """The `regularizer` node: {every: k, <name>: {_target_: …, …}, …}."""
+def build_regularization(cfg: Mapping) -> Regularization:
+    """The `regularizer` node of an effective config: {every: k, <name>: {_target_: …}, …}."""
     from hydra.utils import instantiate
 
     penalties, constraints = {}, []
-    cfg = cfg or {}
     for name, spec in cfg.items():
         if name == "every":
             continue
@@ -206,4 +205,4 @@ def build_regularization(cfg: Mapping | None) -> Regularization:
             raise ConfigError(f"regularizer.{name}._target_", f"{type(unit).__name__} is neither "
                               "a penalty (weight, value) nor a weight constraint (project)",
                               "name a unit of gancompare.regularizers")
-    return Regularization(penalties, tuple(constraints), int(cfg.get("every", 1)))
+    return Regularization(penalties, tuple(constraints), int(cfg["every"]))

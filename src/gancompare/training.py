@@ -134,7 +134,7 @@ def loop(gan: GAN, runs: list[Run], started: float) -> list[dict[str, Any]]:
                dynamic_ncols=True, disable=not cfg.trainer.progress_bar, mininterval=1.0)
     stop = StopRequest()
     loop_started, steps_done, startup = time.perf_counter(), 0, None
-    every_steps = cfg.eval.get("every_steps")  # evaluations between epoch ends, for curves
+    every_steps = cfg.eval.every_steps  # evaluations between epoch ends, for curves
 
     def save_checkpoint(k: int, step: int, epoch: int, epoch_end: bool) -> None:
         member = gan.member(k, optimizers=True)

@@ -39,8 +39,8 @@ class Evaluator:
     def space(self) -> FeatureSpace:
         # .get: runs saved before these keys still re-evaluate
         return feature_space(self.cfg.feature_space, self.data_cfg, self.data.is_image,
-                             self.cfg.get("inception_weights"), self.device,
-                             self.cfg.get("classifier_weights"))
+                             self.cfg.inception_weights, self.device,
+                             self.cfg.classifier_weights)
 
     @cached_property
     def reference(self) -> dict:
