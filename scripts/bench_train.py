@@ -34,7 +34,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from gancompare import PROJECT_ROOT
 from gancompare.build import build
-from gancompare.datasets import load_dataset
+from gancompare.data.datasets import load_dataset
 from gancompare.precision import cpu_name, native_bf16, vector_extensions
 
 SETUPS = {"baseline": [], "dcgan64": ["model=dcgan64", "data=fashion"],

@@ -13,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from gancompare.compare import FACTORS, compare, load_local, load_wandb
+from gancompare.analysis.compare import FACTORS, compare, load_local, load_wandb
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import torch
 
-from gancompare import PROJECT_ROOT, data_sources
+from gancompare import PROJECT_ROOT
+from gancompare.data import sources as data_sources
 from gancompare.errors import ConfigError
 from gancompare.evaluation.classifier import RECIPES, load_classifier
 

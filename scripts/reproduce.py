@@ -28,9 +28,9 @@ import time
 from pathlib import Path
 
 from gancompare import PROJECT_ROOT
-from gancompare.result_runs import ARCHIVE, train_table
-from gancompare.result_tables import tables
-from gancompare.results import report_table, write_page
+from gancompare.analysis.result_runs import ARCHIVE, train_table
+from gancompare.analysis.result_tables import tables
+from gancompare.analysis.results import report_table, write_page
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,9 +20,14 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 import gancompare  # noqa: F401  (sets PROJECT_ROOT and registers the config schema)
+from gancompare.analysis.sweep import (
+    job_name,
+    record_failure,
+    threads_per_job,
+    write_seed_overrides,
+)
 from gancompare.cli import check_composition, check_group_choices
 from gancompare.errors import ConfigError
-from gancompare.sweep import job_name, record_failure, threads_per_job, write_seed_overrides
 
 log = logging.getLogger("train")
 CONF = Path(__file__).resolve().parents[1] / "conf"

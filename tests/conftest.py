@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 from PIL import Image
 
 import gancompare
-from gancompare import data_sources
+from gancompare.data import sources as data_sources
 
 ROOT = gancompare.PROJECT_ROOT
 CONF = ROOT / "conf"

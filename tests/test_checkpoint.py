@@ -10,8 +10,8 @@ import pytest
 import torch
 from conftest import make_cfg, run_cli
 
-from gancompare import checkpoint
 from gancompare.errors import ConfigError
+from gancompare.run import checkpoint
 from gancompare.training import train
 
 

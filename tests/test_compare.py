@@ -11,7 +11,7 @@ import matplotlib
 import pandas as pd
 import pytest
 
-from gancompare.compare import (
+from gancompare.analysis.compare import (
     colours,
     compare,
     headline_metrics,

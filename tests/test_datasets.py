@@ -10,9 +10,9 @@ import pytest
 import torch
 from conftest import DATA_ROOT, make_cfg, write_image_folder
 
-from gancompare import data_sources
 from gancompare.build import build
-from gancompare.datasets import load_dataset
+from gancompare.data import sources as data_sources
+from gancompare.data.datasets import load_dataset
 
 CPU = torch.device("cpu")
 

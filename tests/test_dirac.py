@@ -14,8 +14,8 @@ import math
 import pytest
 import torch
 
-from gancompare import losses
 from gancompare.dirac import DiracGAN
+from gancompare.step import losses
 
 START = (1.0, -1.0)  # Mescheder's (1, 1)
 DISTANCE0 = math.sqrt(2)

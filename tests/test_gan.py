@@ -9,7 +9,7 @@ from conftest import make_cfg
 from torch import nn
 
 from gancompare.build import build
-from gancompare.phases import DiscriminatorMain, GeneratorMain, Simultaneous
+from gancompare.step.phases import DiscriminatorMain, GeneratorMain, Simultaneous
 
 
 def _gan(*overrides):

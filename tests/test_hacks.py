@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from gancompare.errors import ConfigError
-from gancompare.hacks import Labels, check_hacks
+from gancompare.step.hacks import Labels, check_hacks
 
 
 def test_smoothing_draws_stay_in_the_configured_ranges():

@@ -9,13 +9,13 @@ import torch
 from conftest import CONF
 from omegaconf import OmegaConf
 
-from gancompare import losses
 from gancompare.errors import ConfigError
-from gancompare.losses import get_objective
+from gancompare.step import losses
+from gancompare.step.losses import get_objective
 
-OBJECTIVES = {name: get_objective(f"gancompare.losses.{name}") for name in
+OBJECTIVES = {name: get_objective(f"gancompare.step.losses.{name}") for name in
               ("minimax", "non_saturating", "wasserstein", "least_squares", "hinge")}
-RELATIVISTIC = {name: get_objective(f"gancompare.losses.{name}") for name in
+RELATIVISTIC = {name: get_objective(f"gancompare.step.losses.{name}") for name in
                 ("relativistic_pairing", "relativistic_average")}
 
 LOGITS = torch.tensor([-3.0, -0.5, 0.0, 0.7, 4.0])
@@ -88,9 +88,9 @@ def test_every_loss_config_names_an_objective_with_a_label_and_a_colour():
 
 
 def test_an_unknown_objective_is_one_line():
-    with pytest.raises(ConfigError, match=r"loss.objective: 'gancompare.losses.nope' is not an "
-                                          r"Objective. Fix: .*gancompare.losses.hinge"):
-        get_objective("gancompare.losses.nope")
+    with pytest.raises(ConfigError, match=r"loss.objective: 'gancompare.step.losses.nope' is "
+                                          r"not an Objective. Fix: .*gancompare.step.losses.hinge"):
+        get_objective("gancompare.step.losses.nope")
 
 
 @pytest.mark.parametrize("name", sorted({*OBJECTIVES, *RELATIVISTIC}))

@@ -9,12 +9,12 @@ import pytest
 import torch
 from conftest import DATA_ROOT, make_cfg
 
-from gancompare.datasets import load_dataset, to_model_space
+from gancompare.data.datasets import load_dataset, to_model_space
+from gancompare.data.mixtures import grid, ring
 from gancompare.errors import ConfigError
 from gancompare.evaluation import metrics
 from gancompare.evaluation.classifier import REQUIRED_ACCURACY, accuracy, load_classifier
 from gancompare.evaluation.features import ClassifierSpace
-from gancompare.mixtures import grid, ring
 
 CPU = torch.device("cpu")
 
@@ -311,7 +311,7 @@ from hydra import compose, initialize_config_dir
 with initialize_config_dir(config_dir=sys.argv[1], version_base="1.3"):
     cfg = compose(config_name="train", overrides=["debug=eval", "device=cpu"])
 from gancompare.build import build
-from gancompare.datasets import to_model_space
+from gancompare.data.datasets import to_model_space
 built = build(cfg)
 g = torch.Generator().manual_seed(0)
 real = to_model_space(built.data.train[torch.randperm(len(built.data), generator=g)[:2000]])

@@ -9,7 +9,13 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from gancompare.errors import ConfigError
-from gancompare.models import Discriminator, Dropout, ImageHeadConv2d, Maxout, build_models
+from gancompare.networks.architectures import (
+    Discriminator,
+    Dropout,
+    ImageHeadConv2d,
+    Maxout,
+    build_models,
+)
 
 
 @pytest.mark.parametrize("arch, shape", [("mlp", (1, 28, 28)), ("mlp", (2,)),
@@ -123,7 +129,7 @@ def test_veegan_dcgan_is_their_dcgan_tensorflow_model():
 def test_same_deconv_is_the_adjoint_of_the_same_conv(size_in, size_out):
     """TensorFlow's conv2d_transpose is the gradient of conv2d with 'SAME' padding: with shared
     weights and no bias, <conv(x), y> = <x, deconv(y)> for every x, y."""
-    from gancompare.models import conv_same, deconv_same
+    from gancompare.networks.layers import conv_same, deconv_same
 
     conv = nn.Sequential(*conv_same(3, 4, size_out)).double()
     deconv = nn.Sequential(*deconv_same(4, 3, size_in, size_out)).double()
@@ -226,7 +232,7 @@ def test_spectral_norm_divides_every_weight_by_its_largest_singular_value(arch, 
 
 
 def test_sngan_trains_resumes_exactly_and_is_refused_under_trainer_seeds(tmp_path):
-    from gancompare import checkpoint
+    from gancompare.run import checkpoint
     from gancompare.training import train, train_seeds
 
     sngan = ["loss=hinge", "optimizer=sngan", "model.d_norm=spectral", "model=mlp",

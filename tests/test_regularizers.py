@@ -9,12 +9,12 @@ from conftest import make_cfg
 from omegaconf import OmegaConf
 from torch import nn
 
-from gancompare import regularizers
 from gancompare.build import build
 from gancompare.config import effective_config, upgrade_saved
 from gancompare.errors import ConfigError
-from gancompare.phases import DiscriminatorMain, DiscriminatorRegularization
-from gancompare.regularizers import (
+from gancompare.step import regularizers
+from gancompare.step.phases import DiscriminatorMain, DiscriminatorRegularization
+from gancompare.step.regularizers import (
     DRAGAN,
     R1,
     R2,
@@ -114,7 +114,7 @@ def test_the_runs_dimension_gives_one_value_per_run():
 def test_a_loss_file_chooses_its_regularisers_and_the_command_line_replaces_them():
     reg = effective_config(make_cfg("loss=wgan-gp")).regularizer
     assert OmegaConf.to_container(reg) == {"every": 1, "gp": {
-        "_target_": "gancompare.regularizers.GradientPenalty", "weight": 10.0}}
+        "_target_": "gancompare.step.regularizers.GradientPenalty", "weight": 10.0}}
     assert set(effective_config(make_cfg("loss=wasserstein")).regularizer) == {"every", "clip"}
     assert set(effective_config(make_cfg("loss=wgan-gp", "regularizer=[]")).regularizer) == \
         {"every"}
@@ -131,7 +131,7 @@ def test_a_unit_that_is_no_regulariser_is_one_line():
     cfg.regularizer.r1._target_ = "torch.nn.Identity"
     with pytest.raises(ConfigError, match=r"regularizer.r1._target_: Identity is neither"):
         build_regularization(cfg.regularizer)
-    cfg.regularizer.r1._target_ = "gancompare.regularizers.R3"
+    cfg.regularizer.r1._target_ = "gancompare.step.regularizers.R3"
     with pytest.raises(ConfigError, match=r"regularizer.r1: cannot build it"):
         build_regularization(cfg.regularizer)
 
@@ -241,15 +241,17 @@ def test_a_config_saved_before_the_group_reads_as_it_ran():
     cfg = make_cfg("loss=wgan-gp")
     old = OmegaConf.to_container(cfg)
     del old["regularizer"]
-    old["loss"] |= {"gradient_penalty": 10.0, "clip_weights": None}
+    old["loss"] |= {"gradient_penalty": 10.0, "clip_weights": None,
+                    "objective": "gancompare.losses.wasserstein"}  # before step/
     del old["model"]["pack"], old["model"]["latent_distribution"], old["optimizer"]["g_steps"]
     del old["eval"]["classifier_weights"]  # a key of issue 18
     upgraded = upgrade_saved(OmegaConf.create(old))
     assert OmegaConf.to_container(upgraded.regularizer) == OmegaConf.to_container(
         cfg.regularizer)
     assert "gradient_penalty" not in upgraded.loss and upgraded.model.pack == 1
+    assert upgraded.loss.objective == "gancompare.step.losses.wasserstein"
     assert upgraded.optimizer.g_steps == 1 and upgraded.model.latent_distribution == "normal"
     assert upgraded.eval.classifier_weights is None and upgraded.eval.final_samples == 0
     wgan = dict(old, loss=old["loss"] | {"gradient_penalty": None, "clip_weights": 0.01})
     assert OmegaConf.to_container(upgrade_saved(OmegaConf.create(wgan)).regularizer) == {
-        "every": 1, "clip": {"_target_": "gancompare.regularizers.WeightClip", "limit": 0.01}}
+        "every": 1, "clip": {"_target_": "gancompare.step.regularizers.WeightClip", "limit": 0.01}}

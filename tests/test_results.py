@@ -12,9 +12,9 @@ from types import SimpleNamespace
 import pandas as pd
 from conftest import run_cli
 
-from gancompare.result_runs import composed, config_identity, train_table
-from gancompare.result_tables import pacgan_table1, tables
-from gancompare.results import metrics_table, plot_curves, reading, report_table
+from gancompare.analysis.result_runs import composed, config_identity, train_table
+from gancompare.analysis.result_tables import pacgan_table1, tables
+from gancompare.analysis.results import metrics_table, plot_curves, reading, report_table
 
 
 def test_a_table_shows_mean_and_standard_error_beside_the_published_figure():

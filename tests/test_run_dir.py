@@ -10,7 +10,7 @@ import pytest
 import torch
 from conftest import ROOT, make_cfg, read_csv
 
-from gancompare.run_dir import RunDir, read_rows, training_summary
+from gancompare.run.run_dir import RunDir, read_rows, training_summary
 from gancompare.training import train
 
 WANDB = ROOT / ".venv" / "bin" / "wandb"

@@ -11,11 +11,11 @@ import torch
 from conftest import make_cfg, read_csv, run_cli
 from omegaconf import OmegaConf
 
-from gancompare import checkpoint
 from gancompare.build import build
 from gancompare.errors import ConfigError
-from gancompare.gan import GAN
-from gancompare.seeds import RunStreams, StackedModule, stack_runs
+from gancompare.run import checkpoint
+from gancompare.step.gan import GAN
+from gancompare.step.seeds import RunStreams, StackedModule, stack_runs
 from gancompare.training import train, train_seeds
 
 LOSSES = ("d_loss_real", "d_loss_fake", "g_loss", "d_grad_norm", "g_grad_norm")
@@ -223,7 +223,7 @@ def test_a_stacked_gan_keeps_each_runs_optimiser_state():
 
 
 def test_a_sweep_of_seed_batches_lists_and_compares_every_seed(tmp_path):
-    from gancompare.compare import load_local
+    from gancompare.analysis.compare import load_local
 
     result = run_cli("src/train.py", "-m", "debug=fast", "loss=lsgan,hinge",
                      "trainer.seeds=[0,1]", f"hydra.sweep.dir={tmp_path}")

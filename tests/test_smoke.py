@@ -13,9 +13,9 @@ import pytest
 import torch
 from conftest import make_cfg, read_csv, write_image_folder
 
-from gancompare import checkpoint
 from gancompare.build import build
 from gancompare.errors import ConfigError
+from gancompare.run import checkpoint
 from gancompare.training import train
 
 MODELS = ["mlp", "dcgan28", "dcgan64"]

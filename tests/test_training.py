@@ -14,9 +14,10 @@ import torch
 from conftest import ROOT, make_cfg, read_csv
 from omegaconf import OmegaConf
 
-from gancompare import checkpoint, losses
 from gancompare.build import build
-from gancompare.gan import GAN
+from gancompare.run import checkpoint
+from gancompare.step import losses
+from gancompare.step.gan import GAN
 from gancompare.training import train
 
 
@@ -196,8 +197,8 @@ def test_the_entrypoint_prints_the_config_without_training():
     out = subprocess.run([sys.executable, "src/train.py", "--cfg", "job", "loss=wgan-gp"],
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0
-    assert "_target_: gancompare.regularizers.GradientPenalty" in out.stdout \
-        and "weight: 10.0" in out.stdout and "objective: gancompare.losses.wasserstein" \
+    assert "_target_: gancompare.step.regularizers.GradientPenalty" in out.stdout \
+        and "weight: 10.0" in out.stdout and "objective: gancompare.step.losses.wasserstein" \
         in out.stdout and "name: wgan-gp" in out.stdout
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from conftest import make_cfg
 
-from gancompare.verdict import judge, oscillation, sustained_onset
+from gancompare.evaluation.verdict import judge, oscillation, sustained_onset
 
 RULES = make_cfg().verdict
 

@@ -11,12 +11,12 @@ from omegaconf import DictConfig
 from torch import Tensor
 
 from gancompare.config import check_config, effective_config, resolve_device, seed_everything
-from gancompare.datasets import Dataset, load_dataset
+from gancompare.data.datasets import Dataset, load_dataset
 from gancompare.errors import ConfigError
 from gancompare.evaluation import Evaluator
-from gancompare.gan import GAN, build_gan, sample_latent
-from gancompare.phases import schedule
 from gancompare.precision import resolve_precision, set_default_dtype
+from gancompare.step.gan import GAN, build_gan, sample_latent
+from gancompare.step.phases import schedule
 
 
 @dataclass

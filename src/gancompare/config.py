@@ -16,9 +16,9 @@ import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from gancompare.errors import ConfigError
-from gancompare.hacks import check_hacks
-from gancompare.losses import get_objective
 from gancompare.ranges import check_ranges
+from gancompare.step.hacks import check_hacks
+from gancompare.step.losses import get_objective
 
 log = logging.getLogger(__name__)
 
@@ -93,13 +93,24 @@ def effective_config(cfg: DictConfig) -> DictConfig:
 
 # What a run saved before a model key existed ran with (the typed groups take the schema's).
 SAVED_BEFORE = {"model.pack": 1, "model.latent_distribution": "normal"}
+# Units a saved config names by import path, from before the step became a subpackage.
+MOVED = {"gancompare.losses.": "gancompare.step.losses.",
+         "gancompare.regularizers.": "gancompare.step.regularizers."}
+
+
+def _moved(path: str) -> str:
+    for old, new in MOVED.items():
+        if path.startswith(old):
+            return new + path[len(old):]
+    return path
 
 
 def upgrade_saved(cfg: DictConfig) -> DictConfig:
     """A run's saved config.yaml in today's keys, so runs saved before a change re-evaluate:
     the typed groups (trainer, optimizer, eval, verdict) over the schema's defaults, model keys
-    added since with the value they ran with, and the penalty and clipping that a loss carried
-    (`loss.gradient_penalty`, `loss.clip_weights`) as the `regularizer` group."""
+    added since with the value they ran with, the penalty and clipping that a loss carried
+    (`loss.gradient_penalty`, `loss.clip_weights`) as the `regularizer` group, and import paths
+    of units that have moved."""
     from gancompare.schema import TrainSchema
 
     defaults = OmegaConf.to_container(OmegaConf.structured(TrainSchema))
@@ -117,11 +128,15 @@ def upgrade_saved(cfg: DictConfig) -> DictConfig:
             weight = cfg.loss.pop("gradient_penalty", None)
             limit = cfg.loss.pop("clip_weights", None)
             if weight:
-                cfg.regularizer.gp = {"_target_": "gancompare.regularizers.GradientPenalty",
+                cfg.regularizer.gp = {"_target_": "gancompare.step.regularizers.GradientPenalty",
                                       "weight": weight}
             if limit:
-                cfg.regularizer.clip = {"_target_": "gancompare.regularizers.WeightClip",
+                cfg.regularizer.clip = {"_target_": "gancompare.step.regularizers.WeightClip",
                                         "limit": limit}
+        cfg.loss.objective = _moved(cfg.loss.objective)
+        for name, unit in cfg.regularizer.items():
+            if name != "every":
+                unit._target_ = _moved(unit._target_)
     return cfg
 
 

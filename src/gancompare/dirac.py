@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from gancompare.losses import Objective
-from gancompare.regularizers import r1_penalty, r2_penalty
+from gancompare.step.losses import Objective
+from gancompare.step.regularizers import r1_penalty, r2_penalty
 
 SCHEMES = ("simultaneous", "alternating")
 

@@ -15,15 +15,16 @@ from typing import Any
 import torch
 from omegaconf import OmegaConf
 
-from gancompare import PROJECT_ROOT, checkpoint
+from gancompare import PROJECT_ROOT
 from gancompare.build import Built, build
 from gancompare.config import upgrade_saved
 from gancompare.errors import ConfigError
-from gancompare.gan import GAN
-from gancompare.phases import frozen
-from gancompare.run_dir import columns, flat_summary, read_rows, write_summary
-from gancompare.tracking import WandbRun
-from gancompare.verdict import judge
+from gancompare.evaluation.verdict import judge
+from gancompare.run import checkpoint
+from gancompare.run.run_dir import columns, flat_summary, read_rows, write_summary
+from gancompare.run.tracking import WandbRun
+from gancompare.step.gan import GAN
+from gancompare.step.phases import frozen
 
 
 def load_run(run_dir: Path, checkpoint_path: Path | None = None,

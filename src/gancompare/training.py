@@ -27,14 +27,14 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 from tqdm import tqdm
 
-from gancompare import checkpoint
 from gancompare.build import Built, build
 from gancompare.config import check_seeds
 from gancompare.errors import ConfigError
-from gancompare.gan import GAN
-from gancompare.run_dir import LOSS_COLUMNS, RunDir, training_summary
-from gancompare.seeds import RunStreams, stack_runs
-from gancompare.verdict import judge
+from gancompare.evaluation.verdict import judge
+from gancompare.run import checkpoint
+from gancompare.run.run_dir import LOSS_COLUMNS, RunDir, training_summary
+from gancompare.step.gan import GAN
+from gancompare.step.seeds import RunStreams, stack_runs
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gancompare import data_sources
+from gancompare.data import sources as data_sources
 from gancompare.errors import ConfigError
 
 log = logging.getLogger(__name__)

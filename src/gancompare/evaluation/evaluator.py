@@ -19,7 +19,7 @@ import torch
 from omegaconf import DictConfig
 from torch import Tensor
 
-from gancompare.datasets import Dataset, to_model_space
+from gancompare.data.datasets import Dataset, to_model_space
 from gancompare.evaluation import metrics
 from gancompare.evaluation.features import FeatureSpace, feature_space
 

@@ -31,7 +31,7 @@ from scipy.spatial.distance import jensenshannon
 from sklearn.cluster import KMeans
 from torch import Tensor
 
-from gancompare.mixtures import GaussianMixture
+from gancompare.data.mixtures import GaussianMixture
 
 CHUNK = 4096  # rows of a distance matrix at a time: 4096 x 10k floats = 320 MB in float64
 LABEL_CHUNK = 1024

@@ -28,13 +28,13 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
-from gancompare.datasets import Dataset
-from gancompare.hacks import Labels
-from gancompare.losses import Objective, get_objective
-from gancompare.models import build_models
-from gancompare.phases import OneRun, Phase, mean_figures, schedule
+from gancompare.data.datasets import Dataset
+from gancompare.networks.architectures import build_models
 from gancompare.precision import autocast, full_precision, resolve_precision
-from gancompare.regularizers import Regularization, build_regularization
+from gancompare.step.hacks import Labels
+from gancompare.step.losses import Objective, get_objective
+from gancompare.step.phases import OneRun, Phase, mean_figures, schedule
+from gancompare.step.regularizers import Regularization, build_regularization
 
 log = logging.getLogger(__name__)
 NETS = ("generator", "discriminator", "g_optimizer", "d_optimizer")

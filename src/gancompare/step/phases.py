@@ -32,11 +32,11 @@ import torch
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
-from gancompare import checkpoint
 from gancompare.errors import ConfigError
+from gancompare.run import checkpoint
 
 if TYPE_CHECKING:
-    from gancompare.gan import GAN
+    from gancompare.step.gan import GAN
 
 
 class OneRun:

@@ -31,7 +31,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from gancompare import PROJECT_ROOT
-from gancompare.result_tables import Table
+from gancompare.analysis.result_tables import Table
 
 # How a run is executed, not what it computes: configs that differ only here are the same run.
 EXECUTION_KEYS = (("trainer", "threads"), ("trainer", "progress_bar"), ("logger",))

@@ -204,5 +204,5 @@ def build_regularization(cfg: Mapping) -> Regularization:
         else:
             raise ConfigError(f"regularizer.{name}._target_", f"{type(unit).__name__} is neither "
                               "a penalty (weight, value) nor a weight constraint (project)",
-                              "name a unit of gancompare.regularizers")
+                              "name a unit of gancompare.step.regularizers")
     return Regularization(penalties, tuple(constraints), int(cfg["every"]))

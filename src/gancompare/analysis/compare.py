@@ -30,7 +30,7 @@ import seaborn as sns  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
 from gancompare import PROJECT_ROOT  # noqa: E402
-from gancompare.sweep import collect  # noqa: E402
+from gancompare.analysis.sweep import collect  # noqa: E402
 
 FACTORS = ["loss", "optimizer", "hacks", "scenario", "model", "data"]
 VERDICTS = ["stable", "mode-collapse", "convergence-failure", "diverged", "failed"]

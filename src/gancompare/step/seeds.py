@@ -31,10 +31,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 
-from gancompare import checkpoint
-from gancompare.gan import GAN, make_optimizer
-from gancompare.models import Dropout
-from gancompare.phases import OneRun
+from gancompare.networks.layers import Dropout
+from gancompare.run import checkpoint
+from gancompare.step.gan import GAN, make_optimizer
+from gancompare.step.phases import OneRun
 
 
 class RunStreams:

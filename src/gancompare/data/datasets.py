@@ -21,9 +21,9 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
-from gancompare import data_sources
+from gancompare.data import sources as data_sources
+from gancompare.data.mixtures import MIXTURES, GaussianMixture
 from gancompare.errors import ConfigError
-from gancompare.mixtures import MIXTURES, GaussianMixture
 
 log = logging.getLogger(__name__)
 

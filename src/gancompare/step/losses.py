@@ -12,7 +12,7 @@ terms (logged as d_loss_real and d_loss_fake) whose sum it minimises, and G pays
     generated samples, so D's loss does not separate (no separate-batches, no label hacks) and
     G's update needs D's outputs on real samples too.
 `conf/loss/<name>.yaml` names its objective by import path (`objective:
-gancompare.losses.hinge`), so adding a loss is one unit here plus one YAML file.
+gancompare.step.losses.hinge`), so adding a loss is one unit here plus one YAML file.
 Everything is computed from logits with softplus / BCE-with-logits, so no sigmoid saturates to
 log(0). What D pays besides its loss (gradient penalties, weight clipping) is the `regularizer`
 group's: `regularizers.py`.
@@ -179,5 +179,5 @@ def get_objective(path: str) -> Objective:
         objective = None
     if not isinstance(objective, SideLoss | PairLoss):
         raise ConfigError("loss.objective", f"'{path}' is not an Objective",
-                          "name one by import path, e.g. gancompare.losses.hinge")
+                          "name one by import path, e.g. gancompare.step.losses.hinge")
     return objective

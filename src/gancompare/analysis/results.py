@@ -28,13 +28,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from gancompare.compare import (  # noqa: E402
+from gancompare.analysis.compare import (  # noqa: E402
     VERDICTS,
     compare,
     load_local,
 )
-from gancompare.result_runs import REUSED_FROM, budget_dir  # noqa: E402
-from gancompare.result_tables import Table  # noqa: E402
+from gancompare.analysis.result_runs import REUSED_FROM, budget_dir  # noqa: E402
+from gancompare.analysis.result_tables import Table  # noqa: E402
 
 # Final metrics a table can show: run-table column -> (heading, scale, decimals).
 METRICS = {

@@ -17,9 +17,9 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
-from gancompare import checkpoint, plots
-from gancompare.mixtures import GaussianMixture
-from gancompare.tracking import MetricsCsv, WandbRun
+from gancompare.data.mixtures import GaussianMixture
+from gancompare.run import checkpoint, plots
+from gancompare.run.tracking import MetricsCsv, WandbRun
 
 LOSS_COLUMNS = ("d_loss_real", "d_loss_fake", "g_loss")
 

@@ -13,7 +13,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torchvision.utils import save_image  # noqa: E402
 
-from gancompare.mixtures import GaussianMixture  # noqa: E402
+from gancompare.data.mixtures import GaussianMixture  # noqa: E402
 
 
 def save_sample_grid(images: torch.Tensor, path: Path, nrow: int = 10) -> None:

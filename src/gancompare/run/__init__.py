@@ -1,0 +1,1 @@
+"""A run's directory: metrics, samples, curves, checkpoints and its W&B tracking."""
