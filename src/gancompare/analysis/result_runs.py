@@ -4,11 +4,11 @@
 - A run with a finished summary is kept; an interrupted one resumes (`trainer.resume=auto`).
 - A run not started yet whose composed config equals a finished run's under <out> (another
   table's: a loss whose paper optimiser is the shared one) is copied from it, not retrained.
-- Each finished run's small files (summary, configs, metrics.csv gzipped, last sample grid:
-  tens of kB) are archived under results/runs/<table>/<budget>/<run>, which is committed, and
-  a run found there is restored instead of trained: a table spread over sessions and machines
-  continues where the last one stopped (its checkpoints stay behind: a restored run reports,
-  but does not re-evaluate).
+- Each finished run's small files (summary, configs, metrics.csv gzipped, last sample grid
+  shrunk: about 60 kB) are archived under results/runs/<table>/<budget>/<run>, which is
+  committed, and a run found there is restored instead of trained: a table spread over sessions
+  and machines continues where the last one stopped (its checkpoints stay behind: a restored
+  run reports, but does not re-evaluate).
 - `batch_seeds`: the runs of one setting that differ only in `seed=` train as one
   `trainer.seeds=[...]` process in <out>/<table>/batches-steps<budget>/<setting>_s<seeds>, each
   run's directory a link to its seed's; worth it where one run leaves a GPU mostly idle.
@@ -77,7 +77,18 @@ def archive_run(run_dir: Path, archived: Path) -> None:
     grids = sorted((run_dir / "samples").glob("epoch_*.png"))
     if grids:
         (archived / "samples").mkdir(exist_ok=True)
-        shutil.copyfile(grids[-1], archived / "samples" / grids[-1].name)
+        small_png(grids[-1], archived / "samples" / grids[-1].name)
+
+
+def small_png(source: Path, target: Path, side: int = 200, colours: int = 16) -> None:
+    """The sample grid at most `side` pixels wide in a palette of `colours`: about a tenth of
+    the bytes (10-25 kB), still legible in the report's mosaic."""
+    from PIL import Image
+
+    with Image.open(source) as image:
+        image = image.convert("RGB")
+        image.thumbnail((side, side))
+        image.quantize(colours).save(target, optimize=True)
 
 
 def restore_run(archived: Path, run_dir: Path) -> None:
