@@ -153,7 +153,9 @@ def report_table(table: Table, out: Path, steps: int | None, docs: Path,
     # A run without a summary is still training (or was never started): not a failure. Runs of
     # other seeds in the same directory belong to another selection of this table.
     named = runs.table["run"].str.rsplit("/", n=1).str[-1].isin(list(table.runs))
-    runs.table = table.with_columns(runs.table[named & (runs.table["status"] != "missing")])
+    # Interrupted runs wait for their next session: their verdicts judge half a run
+    runs.table = table.with_columns(
+        runs.table[named & runs.table["status"].isin(("finished", "diverged"))])
     figures = docs / "results" / table.name
     if figures.exists():
         shutil.rmtree(figures)
