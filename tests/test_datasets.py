@@ -135,3 +135,15 @@ def test_loading_never_fetches_missing_data(tmp_path):
     with pytest.raises(ConfigError, match=r"paths.data: MNIST is not set up under .*make data"):
         data("data=mnist8", f"paths.data={tmp_path}")
     assert list(tmp_path.iterdir()) == []  # nothing downloaded, nothing written
+
+
+@pytest.mark.parametrize(("override", "problem"), [
+    ("data.loader._target_=gancompare.data.datasets.mnist9", "cannot be built"),
+    ("data.loader._target_=torch.nn.Identity", "Identity returned Identity, not a Dataset"),
+    ("~data.loader", "names no unit"),
+], ids=["misspelt", "not-a-loader", "absent"])
+def test_a_data_set_without_a_loader_is_one_line(override, problem):
+    from gancompare.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=rf"^data.loader.*{problem}.*Fix: .*conf/data/"):
+        data("data=mnist8", override)

@@ -11,11 +11,11 @@ from omegaconf import OmegaConf
 
 from gancompare.errors import ConfigError
 from gancompare.step import losses
-from gancompare.step.losses import get_objective
+from gancompare.step.losses import build_objective
 
-OBJECTIVES = {name: get_objective(f"gancompare.step.losses.{name}") for name in
+OBJECTIVES = {name: build_objective({"_target_": f"gancompare.step.losses.{name}"}) for name in
               ("minimax", "non_saturating", "wasserstein", "least_squares", "hinge")}
-RELATIVISTIC = {name: get_objective(f"gancompare.step.losses.{name}") for name in
+RELATIVISTIC = {name: build_objective({"_target_": f"gancompare.step.losses.{name}"}) for name in
                 ("relativistic_pairing", "relativistic_average")}
 
 LOGITS = torch.tensor([-3.0, -0.5, 0.0, 0.7, 4.0])
@@ -81,16 +81,25 @@ def test_every_loss_config_names_an_objective_with_a_label_and_a_colour():
     colours = set()
     for path in files:
         cfg = OmegaConf.load(path)
-        assert isinstance(get_objective(cfg.objective), losses.Objective)
+        assert isinstance(build_objective(cfg.objective), losses.Objective)
         assert cfg.label and cfg.colour.startswith("#")
         colours.add(cfg.colour)
     assert len(colours) == len(files)  # one colour per loss
 
 
-def test_an_unknown_objective_is_one_line():
-    with pytest.raises(ConfigError, match=r"loss.objective: 'gancompare.step.losses.nope' is "
-                                          r"not an Objective. Fix: .*gancompare.step.losses.hinge"):
-        get_objective("gancompare.step.losses.nope")
+@pytest.mark.parametrize(("spec", "problem"), [
+    ({"_target_": "gancompare.step.losses.nope"}, r"\._target_: 'gancompare.step.losses.nope' "
+                                                  r"cannot be built"),
+    ({"_target_": "gancompare.step.losses.bce"}, r"\._target_: 'gancompare.step.losses.bce' "
+                                                 r"cannot be built"),  # needs arguments
+    ({"_target_": "torch.nn.Identity"}, r"\._target_: .torch.nn.Identity. built Identity, "
+                                        r"which is not SideLoss or PairLoss"),
+    ("gancompare.step.losses.hinge", r": 'gancompare.step.losses.hinge' names no unit"),
+], ids=["misspelt", "needs-arguments", "not-a-loss", "import-path"])
+def test_an_objective_that_is_not_a_loss_is_one_line(spec, problem):
+    with pytest.raises(ConfigError, match=r"^loss.objective" + problem + r".*Fix: .*"
+                                          r"_target_: gancompare.step.losses.hinge"):
+        build_objective(spec)
 
 
 @pytest.mark.parametrize("name", sorted({*OBJECTIVES, *RELATIVISTIC}))

@@ -22,7 +22,8 @@ CPU = torch.device("cpu")
 @pytest.fixture(scope="module")
 def mnist():
     """MNIST train/test with labels, and the classifier feature space."""
-    data = load_dataset(make_cfg("data=fashion", "data.source=mnist").data, DATA_ROOT, None, CPU)
+    cfg = make_cfg("data=fashion", "data.loader._target_=gancompare.data.datasets.mnist")
+    data = load_dataset(cfg.data, DATA_ROOT, None, CPU)
     return data, ClassifierSpace("mnist", CPU)
 
 
@@ -48,7 +49,8 @@ def test_the_shipped_classifiers_reach_their_stated_test_accuracy(domain, stated
     image at the decision boundary across it: at most 2 of 10,000 (abs=2e-4)."""
     model, info = load_classifier(domain, CPU)
     assert info["test_accuracy"] == stated >= REQUIRED_ACCURACY[domain]
-    cfg = make_cfg("data=fashion", f"data.source={domain}").data
+    loader = domain.replace("-", "_")
+    cfg = make_cfg("data=fashion", f"data.loader._target_=gancompare.data.datasets.{loader}").data
     data = load_dataset(cfg, DATA_ROOT, None, CPU)
     measured = accuracy(model, to_model_space(data.test), data.test_labels, CPU)
     assert measured == pytest.approx(stated, abs=2e-4)

@@ -9,6 +9,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from gancompare.errors import ConfigError
+from gancompare.networks import architectures
 from gancompare.networks.architectures import (
     Discriminator,
     Dropout,
@@ -16,6 +17,11 @@ from gancompare.networks.architectures import (
     Maxout,
     build_models,
 )
+from gancompare.units import build_unit
+
+# Each model option's builder, as its YAML file names it
+NETWORKS = {p.stem: build_unit(OmegaConf.load(p).networks, "model.networks", "")
+            for p in sorted((CONF / "model").glob("*.yaml"))}
 
 
 @pytest.mark.parametrize("arch, shape", [("mlp", (1, 28, 28)), ("mlp", (2,)),
@@ -24,7 +30,7 @@ from gancompare.networks.architectures import (
                                          ("dcgan64", (1, 64, 64))])
 def test_architectures_map_latents_to_data_and_data_to_one_logit(arch, shape):
     cfg = make_cfg(f"model={arch}").model
-    g, d = build_models(arch, shape, cfg.latent_dim, cfg.d_norm, cfg.g_norm, 0.02,
+    g, d = build_models(NETWORKS[arch], shape, cfg.latent_dim, cfg.d_norm, cfg.g_norm, 0.02,
                         image_output=len(shape) == 3)
     fake = g(torch.randn(4, cfg.latent_dim))
     assert fake.shape == (4, *shape)
@@ -34,7 +40,7 @@ def test_architectures_map_latents_to_data_and_data_to_one_logit(arch, shape):
 
 
 def test_weights_start_normal_with_std_002():
-    g, d = build_models("dcgan28", (1, 28, 28), 50, "batch", "none", 0.02, True)
+    g, d = build_models(architectures.dcgan28, (1, 28, 28), 50, "batch", "none", 0.02, True)
     convs = [m.weight for m in d.modules() if isinstance(m, nn.Conv2d)]
     weights = torch.cat([w.flatten() for w in convs])
     assert weights.std().item() == pytest.approx(0.02, rel=0.05)
@@ -43,7 +49,7 @@ def test_weights_start_normal_with_std_002():
 
 
 def test_dcgan28_matches_the_spec_layer_by_layer():
-    g, d = build_models("dcgan28", (1, 28, 28), 50, "none", "none", 0.02, True)
+    g, d = build_models(architectures.dcgan28, (1, 28, 28), 50, "none", "none", 0.02, True)
     convs = [m for m in d.modules() if isinstance(m, nn.Conv2d)]
     assert [(c.out_channels, c.kernel_size, c.stride) for c in convs] == [(64, (4, 4), (2, 2))] * 2
     tconvs = [m for m in g.modules() if isinstance(m, nn.ConvTranspose2d)]
@@ -87,7 +93,7 @@ def test_dropout_drops_p_and_rescales_the_rest_in_training_only():
 
 
 def test_pacgan_mlp_is_their_create_model_brick():
-    g, d = build_models("pacgan-mlp", (2,), 2, "none", "batch", 0.02, False, pack=4,
+    g, d = build_models(architectures.pacgan_mlp, (2,), 2, "none", "batch", 0.02, False, pack=4,
                         norm_init_std=0.0)
     linears = [m for m in g.modules() if isinstance(m, nn.Linear)]
     assert [(m.in_features, m.out_features, m.bias is not None) for m in linears] == \
@@ -108,7 +114,7 @@ def test_pacgan_mlp_is_their_create_model_brick():
 
 
 def test_veegan_dcgan_is_their_dcgan_tensorflow_model():
-    G, D = build_models("veegan-dcgan", (3, 28, 28), 100, "batch", "batch", 0.02, True)
+    G, D = build_models(architectures.veegan_dcgan, (3, 28, 28), 100, "batch", "batch", 0.02, True)
     sizes, x = [], torch.rand(5, 100) * 2 - 1
     for layer in G:
         x = layer(x)
@@ -161,13 +167,13 @@ def test_packing_concatenates_consecutive_samples_along_the_first_feature_axis()
 @pytest.mark.parametrize("arch, shape", [("mlp", (2,)), ("dcgan28", (1, 28, 28)),
                                          ("dcgan64", (3, 64, 64)), ("pacgan-mlp", (2,))])
 def test_every_architecture_packs(arch, shape):
-    g, d = build_models(arch, shape, 8, "none", "none", 0.02, len(shape) == 3, pack=3)
+    g, d = build_models(NETWORKS[arch], shape, 8, "none", "none", 0.02, len(shape) == 3, pack=3)
     assert d(g(torch.randn(6, 8))).shape == (2,)
 
 
 def test_a_pack_below_one_is_refused_with_its_key():
     with pytest.raises(ConfigError, match="model.pack"):
-        build_models("mlp", (2,), 8, "none", "none", 0.02, False, pack=0)
+        build_models(architectures.mlp, (2,), 8, "none", "none", 0.02, False, pack=0)
 
 
 def test_a_gradient_penalty_swaps_batch_norm_for_layer_norm():
@@ -180,7 +186,7 @@ def test_a_gradient_penalty_swaps_batch_norm_for_layer_norm():
 
 def test_dcgan_refuses_point_data():
     with pytest.raises(ConfigError, match="model: dcgan64 needs 64×64 images.*model=mlp"):
-        build_models("dcgan64", (2,), 100, "batch", "none", 0.02, False)
+        build_models(architectures.dcgan64, (2,), 100, "batch", "none", 0.02, False)
 
 
 def test_every_config_option_composes():
@@ -209,7 +215,7 @@ def test_spectral_norm_divides_every_weight_by_its_largest_singular_value(arch, 
     power iteration (one step per training forward) has converged."""
     torch.manual_seed(0)
     latent = make_cfg(f"model={arch}").model.latent_dim
-    g, d = build_models(arch, shape, latent, "spectral", "spectral", 0.02,
+    g, d = build_models(NETWORKS[arch], shape, latent, "spectral", "spectral", 0.02,
                         image_output=len(shape) == 3)
     assert not any(isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d | nn.GroupNorm | nn.LayerNorm)
                    for m in d.modules())  # the norm layers are replaced, not stacked with SN
@@ -248,3 +254,15 @@ def test_sngan_trains_resumes_exactly_and_is_refused_under_trainer_seeds(tmp_pat
     with pytest.raises(ConfigError, match=r"model.d_norm: spectral norm's power iteration .* "
                                           r"Fix: train the seeds as separate runs"):
         train_seeds(make_cfg(*sngan, "trainer.seeds=[0,1]"), tmp_path / "seeds")
+
+
+@pytest.mark.parametrize(("override", "problem"), [
+    ("model.networks._target_=gancompare.networks.architectures.dcgan29", "cannot be built"),
+    ("model.networks._target_=torch.nn.Identity", "Identity returned Identity, not a pair"),
+], ids=["misspelt", "not-a-builder"])
+def test_a_model_that_names_no_builder_is_one_line(override, problem):
+    from gancompare.build import build
+
+    with pytest.raises(ConfigError, match=rf"^model.networks._target_: .*{problem}.*Fix: .*"
+                                          "conf/model/"):
+        build(make_cfg("model=mlp", override))

@@ -151,7 +151,8 @@ def test_the_probe_tells_a_saturated_generator_from_a_healthy_one(tmp_path):
     assert not (tmp_path / "summary.json").read_text().count("evaluated_step")  # nothing written
 
 
-def test_a_run_saved_before_the_regularizer_group_re_evaluates_to_its_own_metrics(tmp_path):
+def test_a_run_saved_before_the_regularizer_group_and_targets_re_evaluates_to_its_metrics(
+        tmp_path):
     """Its config.yaml as the code before the group wrote it: the penalty a key of the loss,
     keys added since absent. (A wgan-gp run of commit 954aa46, re-evaluated by this code, gave
     its 14 final metrics to the last digit.)"""
@@ -162,6 +163,10 @@ def test_a_run_saved_before_the_regularizer_group_re_evaluates_to_its_own_metric
     saved["loss"] |= {"gradient_penalty": saved.pop("regularizer")["gp"]["weight"],
                       "clip_weights": None}
     del saved["model"]["pack"], saved["eval"]["classifier_weights"]
+    # before `_target_` named every unit: an import path, `model.arch`, `data.source` alone
+    saved["loss"]["objective"] = saved["loss"]["objective"]["_target_"]
+    saved["model"]["arch"] = saved["model"].pop("name")
+    del saved["model"]["networks"], saved["data"]["loader"]
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(saved))
     out = run_cli("src/evaluate.py", str(tmp_path), timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]

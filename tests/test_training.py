@@ -23,7 +23,7 @@ from gancompare.training import train
 
 def test_the_default_config_is_the_stable_baseline():
     cfg = make_cfg(debug=None)
-    assert (cfg.model.arch, cfg.loss.name, cfg.data.name) == ("dcgan28", "non-saturating",
+    assert (cfg.model.name, cfg.loss.name, cfg.data.name) == ("dcgan28", "non-saturating",
                                                               "mnist8")
     assert list(cfg.hacks) == ["separate-batches"]
     assert cfg.trainer.batch_size == 128 and cfg.model.latent_dim == 50
@@ -171,14 +171,14 @@ def test_the_entrypoint_exits_with_the_signal_after_saving(tmp_path):
 def test_a_non_finite_loss_ends_the_run_as_diverged_and_keeps_the_last_good_checkpoint(
         tmp_path, monkeypatch):
     calls = {"n": 0}
-    honest = losses.non_saturating
+    honest = losses.non_saturating()
 
     def poisoned_g(out):
         calls["n"] += 1
         loss = honest.g_fake(out)
         return loss * float("nan") if calls["n"] > 50 else loss
 
-    monkeypatch.setattr(losses, "non_saturating", losses.SideLoss(
+    monkeypatch.setattr(losses, "non_saturating", lambda: losses.SideLoss(
         honest.d_real, honest.d_fake, poisoned_g, uses_labels=True, threshold=0.0))
     # mnist8 at batch 128: 45 steps an epoch, so epoch 1 ends (and checkpoints) before step 51;
     # figures are flushed every 25 steps, so the NaN is found at the flush of step 75.
@@ -198,7 +198,7 @@ def test_the_entrypoint_prints_the_config_without_training():
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0
     assert "_target_: gancompare.step.regularizers.GradientPenalty" in out.stdout \
-        and "weight: 10.0" in out.stdout and "objective: gancompare.step.losses.wasserstein" \
+        and "weight: 10.0" in out.stdout and "_target_: gancompare.step.losses.wasserstein" \
         in out.stdout and "name: wgan-gp" in out.stdout
 
 
@@ -214,7 +214,7 @@ def test_the_pacgan_protocol_trains_packed_and_scores_with_their_metrics(tmp_pat
     assert untrained["mixture_modes"] == 0 and untrained["mixture_high_quality"] == 0
     summary = train(cfg, tmp_path)
     saved = OmegaConf.load(tmp_path / "config.yaml")
-    assert (saved.model.arch, saved.model.pack, saved.optimizer.updates) == \
+    assert (saved.model.name, saved.model.pack, saved.optimizer.updates) == \
         ("pacgan-mlp", 2, "simultaneous")
     assert summary["optimizer"] == "pacgan" and summary["steps"] == 1000
     rows = [r for r in read_csv(tmp_path / "metrics.csv") if r["epoch/mixture_modes"]]
@@ -236,7 +236,7 @@ def test_the_veegan_stacked_mnist_setting_trains_packed_and_counts_modes(tmp_pat
     summary = train(cfg, tmp_path)
     assert summary["status"] == "finished" and summary["steps"] == 20
     saved = OmegaConf.load(tmp_path / "config.yaml")
-    assert (saved.model.arch, saved.model.pack, saved.optimizer.g_steps, saved.optimizer.d_passes,
+    assert (saved.model.name, saved.model.pack, saved.optimizer.g_steps, saved.optimizer.d_passes,
             saved.model.latent_distribution) == ("veegan-dcgan", 2, 2, "separate", "uniform")
     state = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)
     steps = {net: {int(s["step"]) for s in state[net]["state"].values()}

@@ -18,7 +18,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 from gancompare.errors import ConfigError
 from gancompare.ranges import check_ranges
 from gancompare.step.hacks import check_hacks
-from gancompare.step.losses import get_objective
+from gancompare.step.losses import build_objective
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def check_config(cfg: DictConfig) -> None:
     _choice(cfg, "model.latent_distribution", LATENTS)
     if OmegaConf.select(cfg, "trainer.seeds") is not None:
         check_seeds(cfg.trainer.seeds)
-    objective = get_objective(cfg.loss.objective)
+    objective = build_objective(cfg.loss.objective)
     check_hacks(cfg.get("hacks") or {}, objective.uses_labels, cfg.loss.name,
                 objective.separable)
     if not objective.separable and cfg.trainer.batch_size % 2:
@@ -98,6 +98,11 @@ MOVED = {"gancompare.losses.": "gancompare.step.losses.",
          "gancompare.regularizers.": "gancompare.step.regularizers."}
 
 
+# What `_target_` replaced: the loader of each `data.source`, before `data.loader` named it.
+LOADERS = {"mnist": "mnist", "fashion-mnist": "fashion_mnist", "stacked-mnist": "stacked_mnist",
+           "mixture": "mixture", "image-folder": "image_folder"}
+
+
 def _moved(path: str) -> str:
     for old, new in MOVED.items():
         if path.startswith(old):
@@ -109,8 +114,9 @@ def upgrade_saved(cfg: DictConfig) -> DictConfig:
     """A run's saved config.yaml in today's keys, so runs saved before a change re-evaluate:
     the typed groups (trainer, optimizer, eval, verdict) over the schema's defaults, model keys
     added since with the value they ran with, the penalty and clipping that a loss carried
-    (`loss.gradient_penalty`, `loss.clip_weights`) as the `regularizer` group, and import paths
-    of units that have moved."""
+    (`loss.gradient_penalty`, `loss.clip_weights`) as the `regularizer` group, units named before
+    `_target_` (`loss.objective` by import path, `model.arch`, `data.source`) by `_target_`, and
+    import paths of units that have moved."""
     from gancompare.schema import TrainSchema
 
     defaults = OmegaConf.to_container(OmegaConf.structured(TrainSchema))
@@ -133,7 +139,16 @@ def upgrade_saved(cfg: DictConfig) -> DictConfig:
             if limit:
                 cfg.regularizer.clip = {"_target_": "gancompare.step.regularizers.WeightClip",
                                         "limit": limit}
-        cfg.loss.objective = _moved(cfg.loss.objective)
+        if isinstance(cfg.loss.objective, str):  # named by import path before `_target_`
+            cfg.loss.objective = {"_target_": _moved(cfg.loss.objective)}
+        if "arch" in cfg.model:
+            cfg.model.name = cfg.model.pop("arch")
+            builder = cfg.model.name.replace("-", "_")
+            cfg.model.networks = {"_target_": f"gancompare.networks.architectures.{builder}",
+                                  "_partial_": True}
+        if "loader" not in cfg.data and cfg.data.get("source") in LOADERS:
+            cfg.data.loader = {"_target_": "gancompare.data.datasets."
+                                           f"{LOADERS[cfg.data.source]}", "_partial_": True}
         for name, unit in cfg.regularizer.items():
             if name != "every":
                 unit._target_ = _moved(unit._target_)

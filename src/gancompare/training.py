@@ -241,7 +241,7 @@ def finish(run: Run, gan: GAN, k: int, started: float, startup: float | None, st
         "runs_in_process": runs_in_process,  # >1: trainer.seeds (the step time is all runs')
         "final_training": training_summary(rows),  # mean over the last 10 % of steps
         "eval": final,
-        "model": cfg.model.arch, "loss": cfg.loss.name, "optimizer": cfg.optimizer.name,
+        "model": cfg.model.name, "loss": cfg.loss.name, "optimizer": cfg.optimizer.name,
         "data": cfg.data.name, "hacks": sorted(cfg.hacks), "seed": cfg.seed,
         "device": str(run.built.device), "precision": cfg.trainer.precision,
         "torch_threads": torch.get_num_threads(),

@@ -71,7 +71,7 @@ def run_row(name: str, config: dict[str, Any], summary: dict[str, Any]) -> dict[
         or flat.get("optimizer.name", "-"),
         "hacks": "+".join(sorted(hacks)) or "none",
         "scenario": tags[tags.index("scenario") + 1] if "scenario" in tags[:-1] else "-",
-        "model": summary.get("model") or flat.get("model.arch", "?"),
+        "model": summary.get("model") or flat.get("model.name") or flat.get("model.arch", "?"),
         "data": summary.get("data") or flat.get("data.name", "?"),
         "seed": int(summary.get("seed", flat.get("seed", 0)) or 0),
         "status": summary.get("status", "missing"), "verdict": summary.get("verdict", "missing"),

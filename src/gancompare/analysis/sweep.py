@@ -33,7 +33,7 @@ def record_failure(run_dir: Path, cfg: DictConfig, error: BaseException) -> None
     summary = {
         "status": "failed", "verdict": "failed",
         "error": f"{type(error).__name__}: {error}",
-        "model": OmegaConf.select(cfg, "model.arch"), "loss": OmegaConf.select(cfg, "loss.name"),
+        "model": OmegaConf.select(cfg, "model.name"), "loss": OmegaConf.select(cfg, "loss.name"),
         "optimizer": OmegaConf.select(cfg, "optimizer.name"),
         "data": OmegaConf.select(cfg, "data.name"),
         "hacks": sorted(OmegaConf.select(cfg, "hacks") or []), "seed": cfg.get("seed"),

@@ -1,5 +1,11 @@
 """The `data` group: every data set as one tensor on the training device.
 
+Each `conf/data/` file names its loader by `_target_` (`loader: {_target_:
+gancompare.data.datasets.mnist, _partial_: true}`), a function (data cfg, paths.data) -> Dataset
+here, so adding a data set is one loader plus one YAML file (or only the YAML file, for another
+selection of an existing source). `data.source` says what kind of data it is to the code that
+treats kinds apart: the 2-D mixtures train in float32, Stacked MNIST is classified per channel.
+
 Images are stored as uint8 [N, C, H, W] at the model's resolution and turned into floats in
 [-1, 1] per batch; 2-D mixtures as float32 [N, 2]. Batches are random draws (with replacement,
 as in the failure-modes tutorial), so the hot loop never touches the host.
@@ -28,7 +34,6 @@ from gancompare.errors import ConfigError
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
-SOURCES = ("mnist", "fashion-mnist", "image-folder", "mixture", "stacked-mnist")
 ZALANDO_HELP = (
     "download the Kaggle data set 'dqmonn/zalando-store-crawl' "
     "(https://www.kaggle.com/datasets/dqmonn/zalando-store-crawl, or `kaggle datasets download "
@@ -102,19 +107,18 @@ def load_dataset(cfg: DictConfig, root: str | Path, resolution: int | None,
 
 @functools.lru_cache(maxsize=4)
 def _load_on_cpu(cfg_json: str, root: str, resolution: int | None) -> Dataset:
+    from gancompare.units import build_unit
+
     cfg = OmegaConf.create(json.loads(cfg_json))
-    source = cfg.source
-    if source in ("mnist", "fashion-mnist"):
-        data = _torchvision_mnist(cfg, source, Path(root))
-    elif source == "stacked-mnist":
-        data = _stacked_mnist(cfg, Path(root))
-    elif source == "image-folder":
-        data = _image_folder(cfg, Path(root))
-    elif source == "mixture":
-        data = _mixture(cfg)
-    else:
-        raise ConfigError("data.source", f"unknown source '{source}'",
-                          f"choose one of {', '.join(SOURCES)}")
+    loader = build_unit(cfg.get("loader"), "data.loader", "name a loader of "
+                        "gancompare.data.datasets with _partial_: true, as conf/data/ does, e.g. "
+                        "{_target_: gancompare.data.datasets.mnist, _partial_: true}")
+    data = loader(cfg, Path(root))
+    if not isinstance(data, Dataset):
+        name = getattr(getattr(loader, "func", loader), "__name__", repr(loader))
+        raise ConfigError("data.loader._target_", f"{name} returned {type(data).__name__}, not "
+                          "a Dataset", "name a loader of gancompare.data.datasets, as conf/data/ "
+                          "does")
     if data.is_image and resolution is not None:
         data.train, data.test = resize(data.train, resolution), resize(data.test, resolution)
     return data
@@ -128,10 +132,21 @@ def require_idx_files(root: Path, folder: str) -> None:
                           f"{root}), or point paths.data to a folder that holds it")
 
 
-def _torchvision_mnist(cfg: DictConfig, source: str, root: Path) -> Dataset:
+def mnist(cfg: DictConfig, root: Path) -> Dataset:
+    """MNIST's digits (those of `data.classes`, or all)."""
     from torchvision import datasets
 
-    cls = datasets.MNIST if source == "mnist" else datasets.FashionMNIST
+    return _torchvision_digits(cfg, datasets.MNIST, root)
+
+
+def fashion_mnist(cfg: DictConfig, root: Path) -> Dataset:
+    """Fashion-MNIST's clothes (those of `data.classes`, or all)."""
+    from torchvision import datasets
+
+    return _torchvision_digits(cfg, datasets.FashionMNIST, root)
+
+
+def _torchvision_digits(cfg: DictConfig, cls: type, root: Path) -> Dataset:
     require_idx_files(root, cls.__name__)
     splits = []
     for train in (True, False):
@@ -140,7 +155,7 @@ def _torchvision_mnist(cfg: DictConfig, source: str, root: Path) -> Dataset:
         if cfg.get("classes") is not None:
             keep = torch.isin(labels, torch.tensor(list(cfg.classes)))
             if not keep.any():
-                raise ConfigError("data.classes", f"no {source} image has a class in "
+                raise ConfigError("data.classes", f"no {cls.__name__} image has a class in "
                                   f"{list(cfg.classes)}", "use class indices 0-9")
             images, labels = images[keep], labels[keep]
         splits.append((images, labels))
@@ -148,7 +163,7 @@ def _torchvision_mnist(cfg: DictConfig, source: str, root: Path) -> Dataset:
     return Dataset(cfg.name, train, test, train_labels, test_labels, num_classes=10)
 
 
-def _stacked_mnist(cfg: DictConfig, root: Path) -> Dataset:
+def stacked_mnist(cfg: DictConfig, root: Path) -> Dataset:
     """Three random MNIST digits as the R, G, B channels: 1,000 modes (Metz et al. 2017)."""
     from torchvision import datasets
 
@@ -175,18 +190,20 @@ def _stacked_mnist(cfg: DictConfig, root: Path) -> Dataset:
     return Dataset(cfg.name, train, test, train_labels, test_labels, num_classes=1000)
 
 
-def _mixture(cfg: DictConfig) -> Dataset:
+def mixture(cfg: DictConfig, root: Path) -> Dataset:
+    """A 2-D Gaussian mixture of mixtures.py (`data.mixture`), drawn from `data.seed`."""
     if cfg.mixture not in MIXTURES:
         raise ConfigError("data.mixture", f"unknown mixture '{cfg.mixture}'",
                           f"choose one of {', '.join(MIXTURES)}")
-    mixture = MIXTURES[cfg.mixture]()
+    points = MIXTURES[cfg.mixture]()
     generator = torch.Generator().manual_seed(int(cfg.seed))
-    train = mixture.sample(int(cfg.n_samples), generator)
-    test = mixture.sample(int(cfg.n_test_samples), generator)
-    return Dataset(cfg.name, train, test, mixture=mixture)
+    train = points.sample(int(cfg.n_samples), generator)
+    test = points.sample(int(cfg.n_test_samples), generator)
+    return Dataset(cfg.name, train, test, mixture=points)
 
 
-def _image_folder(cfg: DictConfig, root: Path) -> Dataset:
+def image_folder(cfg: DictConfig, root: Path) -> Dataset:
+    """Every .jpg/.jpeg/.png under `data.path`, resized to `data.resolution` (cached)."""
     folder = Path(cfg.path)
     if not folder.is_dir():
         raise ConfigError("data.path", f"image folder {folder} does not exist", ZALANDO_HELP)

@@ -1,6 +1,7 @@
-"""Generator/discriminator pairs of SPEC, chosen by `model.arch`: `mlp`, `dcgan28`, `dcgan64`,
-PacGAN's 2-D mixture networks `pacgan-mlp`, and the DCGAN of PacGAN's and VEEGAN's Stacked MNIST
-experiments `veegan-dcgan`.
+"""Generator/discriminator pairs of SPEC, each named by `model.networks` (`_target_`, partial) in
+its `conf/model/` file: `mlp`, `dcgan28`, `dcgan64`, PacGAN's 2-D mixture networks `pacgan_mlp`,
+and the DCGAN of PacGAN's and VEEGAN's Stacked MNIST experiments `veegan_dcgan`. Adding a model is
+one builder here plus one YAML file.
 
 Every builder takes the data shape (C, H, W) or (2,) and the packing degree m, and returns
 (G, D). D returns one logit or critic score per sample (per pack of m samples), shape [N]; losses
@@ -170,23 +171,15 @@ def _image_channels(shape: tuple[int, ...], resolution: int, arch: str) -> int:
     return shape[0]
 
 
-ARCHITECTURES: dict[str, Callable[..., tuple[nn.Module, nn.Module]]] = {
-    "mlp": mlp,
-    "dcgan28": dcgan28,
-    "dcgan64": dcgan64,
-    "pacgan-mlp": pacgan_mlp,
-    "veegan-dcgan": veegan_dcgan,
-}
+Networks = Callable[..., tuple[nn.Module, nn.Module]]
 
 
-def build_models(arch: str, shape: tuple[int, ...], latent_dim: int, d_norm: str, g_norm: str,
-                 init_std: float, image_output: bool, pack: int = 1,
+def build_models(networks: Networks, shape: tuple[int, ...], latent_dim: int, d_norm: str,
+                 g_norm: str, init_std: float, image_output: bool, pack: int = 1,
                  norm_init_std: float | None = None) -> tuple[nn.Module, nn.Module]:
-    """(G, D) for `model.arch`, weights initialised N(0, init_std), norm scales
-    N(1, norm_init_std) (default init_std), D judging `pack` samples at once."""
-    if arch not in ARCHITECTURES:
-        raise ConfigError("model.arch", f"unknown architecture '{arch}'",
-                          f"choose one of {', '.join(ARCHITECTURES)}")
+    """(G, D) from a builder of this module (what `model.networks` names), weights initialised
+    N(0, init_std), norm scales N(1, norm_init_std) (default init_std), D judging `pack`
+    samples at once."""
     for key, kind in (("model.d_norm", d_norm), ("model.g_norm", g_norm)):
         if kind not in NORMS:
             raise ConfigError(key, f"unknown norm '{kind}'", f"choose one of {', '.join(NORMS)}")
@@ -194,9 +187,15 @@ def build_models(arch: str, shape: tuple[int, ...], latent_dim: int, d_norm: str
         raise ConfigError("model.pack", f"{pack!r} is not a number of samples >= 1",
                           "set model.pack=1 (no packing) or e.g. model.pack=2 (PacGAN2)")
     layers = {k: "none" if k == "spectral" else k for k in (d_norm, g_norm)}
-    generator, discriminator = ARCHITECTURES[arch](
-        tuple(shape), latent_dim=latent_dim, d_norm=layers[d_norm], g_norm=layers[g_norm],
-        image_output=image_output, pack=pack)
+    pair = networks(tuple(shape), latent_dim=latent_dim, d_norm=layers[d_norm],
+                    g_norm=layers[g_norm], image_output=image_output, pack=pack)
+    if not (isinstance(pair, tuple) and len(pair) == 2
+            and all(isinstance(m, nn.Module) for m in pair)):
+        name = getattr(getattr(networks, "func", networks), "__name__", repr(networks))
+        raise ConfigError("model.networks._target_", f"{name} returned {type(pair).__name__}, "
+                          "not a pair of modules (G, D)", "name a builder of "
+                          "gancompare.networks.architectures, as conf/model/ does")
+    generator, discriminator = pair
     norm_std = init_std if norm_init_std is None else norm_init_std
     init_weights(generator, init_std, norm_std)
     init_weights(discriminator, init_std, norm_std)

@@ -4,25 +4,30 @@ the CPU kernels written for speed (a Dropout drawn as `rand >= p`, an image head
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from gancompare.errors import ConfigError
 
-NORMS = ("none", "batch", "layer", "spectral")
+# The values of model.d_norm / model.g_norm: (channels, conv) -> the layer after a conv or linear
+# layer. `layer` normalises each sample on its own (GroupNorm with one group is layer norm over
+# C×H×W), which keeps a gradient penalty's per-sample gradients meaningful. `spectral` is no
+# layer: it reparametrises the weights (`spectral_norm` below). A new norm is one entry here.
+NORMS: dict[str, Callable[[int, bool], nn.Module]] = {
+    "none": lambda channels, conv: nn.Identity(),
+    "batch": lambda channels, conv: nn.BatchNorm2d(channels) if conv else nn.BatchNorm1d(channels),
+    "layer": lambda channels, conv: nn.GroupNorm(1, channels) if conv else nn.LayerNorm(channels),
+    "spectral": lambda channels, conv: nn.Identity(),
+}
 
 
 def norm_layer(kind: str, channels: int, conv: bool) -> nn.Module:
-    """Normalisation by name. `layer` normalises each sample on its own (GroupNorm with one group
-    is layer norm over C×H×W), which keeps a gradient penalty's per-sample gradients meaningful.
-    `spectral` is no layer: it reparametrises the weights (`spectral_norm` below)."""
-    if kind in ("none", "spectral"):
-        return nn.Identity()
-    if kind == "batch":
-        return nn.BatchNorm2d(channels) if conv else nn.BatchNorm1d(channels)
-    if kind == "layer":
-        return nn.GroupNorm(1, channels) if conv else nn.LayerNorm(channels)
+    """The norm layer `kind` of NORMS for `channels` features."""
+    if kind in NORMS:
+        return NORMS[kind](channels, conv)
     raise ConfigError("model.d_norm / model.g_norm", f"unknown norm '{kind}'",
                       f"choose one of {', '.join(NORMS)}")
 

@@ -111,7 +111,7 @@ class RunDir:
             self._rows_plotted = len(self.rows)
             cfg = self.cfg
             plots.save_curves(self.history, self.path / "curves.png", critic=self.critic,
-                              title=f"{cfg.model.arch} · {cfg.loss.name} · {cfg.optimizer.name} "
+                              title=f"{cfg.model.name} · {cfg.loss.name} · {cfg.optimizer.name} "
                                     f"· {cfg.data.name} · seed {cfg.seed}")
 
     def save_checkpoint(self, state: dict[str, Any], epoch: int, epoch_end: bool) -> None:

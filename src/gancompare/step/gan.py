@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
@@ -32,9 +31,10 @@ from gancompare.data.datasets import Dataset
 from gancompare.networks.architectures import build_models
 from gancompare.precision import autocast, full_precision, resolve_precision
 from gancompare.step.hacks import Labels
-from gancompare.step.losses import Objective, get_objective
+from gancompare.step.losses import Objective, build_objective
 from gancompare.step.phases import OneRun, Phase, mean_figures, schedule
 from gancompare.step.regularizers import Regularization, build_regularization
+from gancompare.units import build_unit
 
 log = logging.getLogger(__name__)
 NETS = ("generator", "discriminator", "g_optimizer", "d_optimizer")
@@ -202,10 +202,14 @@ class GAN:
 def build_gan(cfg: DictConfig, data: Dataset, device: torch.device) -> GAN:
     """The GAN of an effective config (`config.effective_config`) on `data`."""
     model = cfg.model
+    networks = build_unit(model.networks, "model.networks", "name a builder of "
+                          "gancompare.networks.architectures as conf/model/ does, e.g. "
+                          "{_target_: gancompare.networks.architectures.dcgan28, _partial_: true}")
     generator, discriminator = build_models(
-        model.arch, data.shape, model.latent_dim, model.d_norm, model.g_norm, model.init_std,
+        networks, data.shape, model.latent_dim, model.d_norm, model.g_norm, model.init_std,
         image_output=data.is_image, pack=model.pack, norm_init_std=model.norm_init_std)
-    channels_last = bool(cfg.trainer.channels_last) and data.is_image and model.arch != "mlp"
+    convolutional = any(isinstance(m, nn.Conv2d) for m in discriminator.modules())
+    channels_last = bool(cfg.trainer.channels_last) and data.is_image and convolutional
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     generator.to(device, memory_format=memory_format)
     discriminator.to(device, memory_format=memory_format)
@@ -219,9 +223,10 @@ def build_gan(cfg: DictConfig, data: Dataset, device: torch.device) -> GAN:
             compile_or_warn(discriminator, "D")
     return GAN(
         generator=generator, discriminator=discriminator,
-        g_optimizer=make_optimizer(cfg.optimizer.g, generator, cfg.trainer.fused_optimizers),
-        d_optimizer=make_optimizer(cfg.optimizer.d, discriminator, cfg.trainer.fused_optimizers),
-        objective=get_objective(cfg.loss.objective), labels=Labels(cfg.hacks, device), data=data,
+        g_optimizer=make_optimizer(cfg.optimizer.g, generator, cfg.trainer.fused_optimizers, "g"),
+        d_optimizer=make_optimizer(cfg.optimizer.d, discriminator, cfg.trainer.fused_optimizers,
+                                   "d"),
+        objective=build_objective(cfg.loss.objective), labels=Labels(cfg.hacks, device), data=data,
         latent_dim=model.latent_dim, batch_size=cfg.trainer.batch_size, phases=schedule(cfg),
         regularization=regularization,
         autocast=autocast(resolve_precision(cfg.trainer.precision, device), device),
@@ -229,10 +234,12 @@ def build_gan(cfg: DictConfig, data: Dataset, device: torch.device) -> GAN:
         latent_distribution=model.latent_distribution)
 
 
-def make_optimizer(settings: DictConfig, module: nn.Module, fused: bool) -> torch.optim.Optimizer:
+def make_optimizer(settings: DictConfig, module: nn.Module, fused: bool,
+                   name: str) -> torch.optim.Optimizer:
     """`optimizer.d` / `optimizer.g`, with the fused kernel where the class has one (one kernel
     for all parameters instead of one per tensor)."""
-    factory = instantiate(settings)
+    factory = build_unit(settings, f"optimizer.{name}", "name a torch.optim class with "
+                         "_partial_: true and its arguments, as conf/optimizer/ does")
     cls = getattr(factory, "func", factory)
     if fused and "fused" in inspect.signature(cls).parameters and "fused" not in settings:
         return factory(module.parameters(), fused=True)

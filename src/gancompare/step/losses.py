@@ -11,8 +11,8 @@ terms (logged as d_loss_real and d_loss_fake) whose sum it minimises, and G pays
   PairLoss: relativistic (RpGAN, RaSGAN): both players' losses compare D's outputs on real and
     generated samples, so D's loss does not separate (no separate-batches, no label hacks) and
     G's update needs D's outputs on real samples too.
-`conf/loss/<name>.yaml` names its objective by import path (`objective:
-gancompare.step.losses.hinge`), so adding a loss is one unit here plus one YAML file.
+`conf/loss/<name>.yaml` names its objective by `_target_` (`objective: {_target_:
+gancompare.step.losses.hinge}`), so adding a loss is one unit here plus one YAML file.
 Everything is computed from logits with softplus / BCE-with-logits, so no sigmoid saturates to
 log(0). What D pays besides its loss (gradient penalties, weight clipping) is the `regularizer`
 group's: `regularizers.py`.
@@ -26,8 +26,6 @@ from typing import ClassVar
 
 import torch.nn.functional as F
 from torch import Tensor
-
-from gancompare.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -158,26 +156,46 @@ def average_g(out_fake: Tensor, out_real: Tensor) -> Tensor:
                   + F.softplus(out_real.mean() - out_fake).mean())
 
 
-minimax = SideLoss(bce, bce, minimax_g, uses_labels=True, threshold=0.0)
-non_saturating = SideLoss(bce, bce, non_saturating_g, uses_labels=True, threshold=0.0)
-wasserstein = SideLoss(critic_real, critic_fake, critic_g, uses_labels=False, threshold=None)
-least_squares = SideLoss(least_squares_d, least_squares_d, least_squares_g, uses_labels=True,
-                         threshold=0.5)
-# G's hinge loss is the Wasserstein one, -E[D(G(z))] (SN-GAN, BigGAN).
-hinge = SideLoss(hinge_real, hinge_fake, critic_g, uses_labels=False, threshold=0.0)
-relativistic_pairing = PairLoss(pairing_d, pairing_g)
-relativistic_average = PairLoss(average_d, average_g)
+def minimax() -> SideLoss:
+    """Goodfellow et al. (2014)'s minimax game."""
+    return SideLoss(bce, bce, minimax_g, uses_labels=True, threshold=0.0)
 
 
-def get_objective(path: str) -> Objective:
-    """The `Objective` that `loss.objective` names by import path."""
-    from hydra.utils import get_object
+def non_saturating() -> SideLoss:
+    """Goodfellow et al. (2014)'s non-saturating G loss, D's as in minimax."""
+    return SideLoss(bce, bce, non_saturating_g, uses_labels=True, threshold=0.0)
 
-    try:
-        objective = get_object(path)
-    except Exception:
-        objective = None
-    if not isinstance(objective, SideLoss | PairLoss):
-        raise ConfigError("loss.objective", f"'{path}' is not an Objective",
-                          "name one by import path, e.g. gancompare.step.losses.hinge")
-    return objective
+
+def wasserstein() -> SideLoss:
+    """WGAN's critic loss (Arjovsky et al. 2017); its Lipschitz constraint is a regulariser."""
+    return SideLoss(critic_real, critic_fake, critic_g, uses_labels=False, threshold=None)
+
+
+def least_squares() -> SideLoss:
+    """LSGAN (Mao et al. 2017), a-b-c = 0-1-1."""
+    return SideLoss(least_squares_d, least_squares_d, least_squares_g, uses_labels=True,
+                    threshold=0.5)
+
+
+def hinge() -> SideLoss:
+    """Hinge D loss; G's is the Wasserstein one, -E[D(G(z))] (SN-GAN, BigGAN)."""
+    return SideLoss(hinge_real, hinge_fake, critic_g, uses_labels=False, threshold=0.0)
+
+
+def relativistic_pairing() -> PairLoss:
+    """RpGAN, R3GAN's loss."""
+    return PairLoss(pairing_d, pairing_g)
+
+
+def relativistic_average() -> PairLoss:
+    """RaSGAN."""
+    return PairLoss(average_d, average_g)
+
+
+def build_objective(spec: object) -> Objective:
+    """The `Objective` that `loss.objective` names by `_target_`."""
+    from gancompare.units import build_unit
+
+    return build_unit(spec, "loss.objective",
+                      "name a loss of gancompare.step.losses, e.g. "
+                      "objective: {_target_: gancompare.step.losses.hinge}", (SideLoss, PairLoss))

@@ -30,8 +30,6 @@ from typing import ClassVar, Protocol, runtime_checkable
 import torch
 from torch import Tensor, nn
 
-from gancompare.errors import ConfigError
-
 Critic = Callable[[Tensor], Tensor]
 Draw = Callable[[Callable[[], Tensor]], Tensor]  # a draw made for each run (phases.OneRun.draw)
 
@@ -185,24 +183,17 @@ class Regularization:
 
 def build_regularization(cfg: Mapping) -> Regularization:
     """The `regularizer` node of an effective config: {every: k, <name>: {_target_: …}, …}."""
-    from hydra.utils import instantiate
+    from gancompare.units import build_unit
 
     penalties, constraints = {}, []
     for name, spec in cfg.items():
         if name == "every":
             continue
-        try:
-            unit = instantiate(spec)
-        except Exception as error:  # a misspelt _target_ or argument
-            raise ConfigError(f"regularizer.{name}", f"cannot build it ({error})",
-                              "check its _target_ and arguments in conf/regularizer/"
-                              f"{name}.yaml") from None
+        unit = build_unit(spec, f"regularizer.{name}", "name a penalty (weight, value) or a "
+                          "weight constraint (project) of gancompare.step.regularizers with its "
+                          "arguments, as conf/regularizer/ does", (WeightClip, Penalty))
         if isinstance(unit, WeightClip):
             constraints.append(unit)
-        elif isinstance(unit, Penalty):
-            penalties[name] = unit
         else:
-            raise ConfigError(f"regularizer.{name}._target_", f"{type(unit).__name__} is neither "
-                              "a penalty (weight, value) nor a weight constraint (project)",
-                              "name a unit of gancompare.step.regularizers")
+            penalties[name] = unit
     return Regularization(penalties, tuple(constraints), int(cfg["every"]))

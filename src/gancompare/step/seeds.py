@@ -276,8 +276,8 @@ def stack_runs(members: list[GAN], streams: RunStreams, cfg_optimizer: Any,
               if not f.name.startswith("_")}
     gan = GAN(**fields | dict(
         generator=generator, discriminator=discriminator,
-        g_optimizer=make_optimizer(cfg_optimizer.g, generator, fused),
-        d_optimizer=make_optimizer(cfg_optimizer.d, discriminator, fused),
+        g_optimizer=make_optimizer(cfg_optimizer.g, generator, fused, "g"),
+        d_optimizer=make_optimizer(cfg_optimizer.d, discriminator, fused, "d"),
         channels_last=False, runs=StackedRuns(members, streams)))
     for name in ("g_optimizer", "d_optimizer"):
         getattr(gan, name).load_state_dict(stack_optimizer_state(
