@@ -11,6 +11,7 @@ from types import SimpleNamespace
 
 import pandas as pd
 from conftest import run_cli
+from omegaconf import OmegaConf
 
 from gancompare.analysis.result_runs import composed, config_identity, train_table
 from gancompare.analysis.result_tables import pacgan_table1, tables
@@ -179,6 +180,15 @@ def test_configs_that_differ_only_in_how_a_run_is_executed_are_one_run():
     assert identity(paper["minimax_s0"]) == identity(shared["minimax_s0"], threads=2)
     assert identity(paper["wgan-gp_s0"]) != identity(shared["wgan-gp_s0"])
     assert identity(paper["minimax_s0"]) != identity(["loss=minimax", "data=mnist8", "seed=1"])
+
+    # a run saved before `model.networks` and `data.loader` named their units is still the twin
+    saved = OmegaConf.to_container(composed(paper["minimax_s0"]), resolve=False)
+    saved["model"]["arch"] = saved["model"].pop("name")
+    del saved["model"]["networks"], saved["data"]["loader"]
+    saved["loss"]["objective"] = "gancompare.losses.minimax"
+    assert config_identity(OmegaConf.create(saved)) == identity(paper["minimax_s0"])
+    saved["model"]["arch"] = "mlp"
+    assert config_identity(OmegaConf.create(saved)) != identity(paper["minimax_s0"])
 
 
 def test_an_unknown_table_or_an_empty_selection_is_refused():

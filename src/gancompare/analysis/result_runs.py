@@ -32,6 +32,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from gancompare import PROJECT_ROOT
 from gancompare.analysis.result_tables import Table
+from gancompare.config import upgrade_saved
 
 # How a run is executed, not what it computes: configs that differ only here are the same run.
 EXECUTION_KEYS = (("trainer", "threads"), ("trainer", "progress_bar"), ("logger",))
@@ -105,8 +106,10 @@ def restore_run(archived: Path, run_dir: Path) -> None:
 # ---- identical runs ----
 
 def config_identity(cfg: DictConfig) -> str:
-    """The composed config (interpolations unresolved) without EXECUTION_KEYS, as one string."""
-    container = OmegaConf.to_container(cfg, resolve=False)
+    """The composed config (interpolations unresolved) in today's keys (`upgrade_saved`, so a run
+    saved before a key was renamed is still the twin of its new form) without EXECUTION_KEYS, as
+    one string."""
+    container = OmegaConf.to_container(upgrade_saved(cfg), resolve=False)
     for *parents, leaf in EXECUTION_KEYS:
         node = container
         for key in parents:
