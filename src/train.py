@@ -34,7 +34,7 @@ CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
-def main(cfg: DictConfig) -> None:
+def main(cfg: DictConfig) -> dict | None:
     # torch, the metrics and W&B load here, after Hydra has handled --help, --cfg and bad options.
     from gancompare.config import check_seeds, set_threads
     from gancompare.training import train, train_seeds
@@ -57,7 +57,7 @@ def main(cfg: DictConfig) -> None:
         if multirun:
             record_failure(run_dir, cfg, error)
             log.error("Job %s refused: %s", name, error)
-            return
+            return None
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
     except Exception as error:
@@ -65,11 +65,12 @@ def main(cfg: DictConfig) -> None:
             raise
         record_failure(run_dir, cfg, error)
         log.exception("Job %s failed; the sweep goes on", name)
-        return
+        return None
     if summary["status"] == "interrupted":  # stop a sweep too, as the signal asked
         import signal
 
         sys.exit(128 + signal.Signals[summary["signal"]].value)
+    return summary  # what a search trial scores (gancompare/search/study.py)
 
 
 if __name__ == "__main__":

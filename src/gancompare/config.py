@@ -92,7 +92,7 @@ def effective_config(cfg: DictConfig) -> DictConfig:
 
 
 # What a run saved before a model key existed ran with (the typed groups take the schema's).
-SAVED_BEFORE = {"model.pack": 1, "model.latent_distribution": "normal"}
+SAVED_BEFORE = {"model.pack": 1, "model.latent_distribution": "normal", "search": None}
 # Units a saved config names by import path, from before the step became a subpackage.
 MOVED = {"gancompare.losses.": "gancompare.step.losses.",
          "gancompare.regularizers.": "gancompare.step.regularizers."}

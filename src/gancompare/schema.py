@@ -96,6 +96,7 @@ class TrainSchema:
     hacks: Any = None
     regularizer: Any = None
     logger: Any = None
+    search: Any = None  # search=<space>: a hyperparameter study's settings (conf/search/)
 
 
 def register() -> None:

@@ -46,9 +46,12 @@ def record_failure(run_dir: Path, cfg: DictConfig, error: BaseException) -> None
 
 
 def collect(sweep_dir: Path) -> list[dict[str, Any]]:
-    """One entry per job directory of a sweep: its overrides and summary (or 'missing')."""
+    """One entry per job directory of a sweep (`<job>`, or `<study>/trial<k>` in a search):
+    its overrides and summary (or 'missing')."""
     jobs = []
-    for job_file in sorted(Path(sweep_dir).glob("*/.hydra/overrides.yaml")):
+    job_files = sorted(Path(sweep_dir).glob("*/.hydra/overrides.yaml")) + sorted(
+        Path(sweep_dir).glob("*/trial*/.hydra/overrides.yaml"))
+    for job_file in job_files:
         # a trainer.seeds job is one run per seed, each in <job>/seed<s>
         seed_files = sorted(job_file.parent.parent.glob("seed*/.hydra/overrides.yaml"))
         for overrides_file in seed_files or [job_file]:
@@ -112,7 +115,8 @@ class SweepReport(Callback):
         lines = ["| job | overrides | status | verdict |", "|---|---|---|---|"]
         for job in jobs:
             detail = job.get("error") or job.get("verdict_evidence", {}).get("reason", "")
-            lines.append(f"| {job['dir'].name} | {' '.join(job['overrides'])} | {job['status']} "
+            lines.append(f"| {job['dir'].relative_to(sweep_dir)} | {' '.join(job['overrides'])} "
+                         f"| {job['status']} "
                          f"| {job['verdict']}: {detail} |")
         (sweep_dir / "sweep_report.md").write_text("\n".join(lines) + "\n")
         bad = [j for j in jobs if j["status"] in ("failed", "missing", "diverged")]

@@ -1,0 +1,4 @@
+"""Hyperparameter studies (`search=<space>`): Lucic et al.'s protocol through Hydra's Optuna
+sweeper. `space.py` adds each loss's penalty weights to a search space, `objective.py` turns a
+trial's run into the value the study minimises, `study.py` is the sweep loop: a SQLite study per
+setting that a killed sweep continues and two launchers share."""

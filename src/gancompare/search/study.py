@@ -1,0 +1,216 @@
+"""The search sweep loop (`hydra/sweeper=study`, which every `search=<space>` file selects).
+
+Hydra's Optuna sweeper (hydra-optuna-sweeper) parses the search space and launches the trials;
+this loop replaces its `sweep` for three things a study of GAN runs needs:
+
+- **One study per setting.** Choice sweeps on the command line (`loss=hinge,lsgan`) are a grid of
+  studies, each searched with `hydra.sweeper.n_trials` trials: Lucic et al.'s budget per loss.
+  Each study is named by `search.study` (space, loss, data, model) in one SQLite file in the
+  sweep directory.
+- **Killed and started again, it continues.** `n_trials` is the study's size, not the number to
+  add: finished trials count. A trial left running by a launcher of this machine that is gone
+  is run again in its own run directory, so the run resumes from its checkpoint. Two launchers
+  given the same command share the study and stop when together they reach `n_trials`.
+- **Every trial counts.** A run that diverged, failed or was refused is recorded with the worst
+  value (`objective.trial_value`), with its status and verdict as trial attributes.
+
+Each trial is an ordinary run directory, `<sweep dir>/<study>/trial<k>`, and W&B run; after
+every batch the study's trial table is written beside it (`<study>/trials.csv`).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import os
+import socket
+from itertools import product
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.utils import JobStatus
+from hydra_plugins.hydra_optuna_sweeper._impl import (
+    OptunaSweeperImpl,
+    create_params_from_overrides,
+)
+from omegaconf import OmegaConf
+from optuna.trial import TrialState
+
+from gancompare.errors import ConfigError
+from gancompare.search.objective import metric_name, trial_value, worst_value
+
+log = logging.getLogger(__name__)
+logging.getLogger("alembic").setLevel(logging.WARNING)  # Optuna's schema set-up, at INFO
+TRIALS_FILE = "trials.csv"
+# What a study remembers of the command that started it; a different one is refused.
+SETTING_ATTR = "overrides"
+ASK_TO_LAUNCH_S = 600  # a trial asked for and not launched after this long was killed
+
+
+class TrialSeededSampler(optuna.samplers.RandomSampler):
+    """Random search whose draws depend only on (seed, trial number, parameter): a study
+    continued after a kill, or shared by two launchers, draws what one launcher would have."""
+
+    def __init__(self, seed: int = 0) -> None:
+        super().__init__(seed)
+        self.seed = seed
+
+    def sample_independent(self, study, trial, param_name, param_distribution):  # noqa: ANN001
+        key = [self.seed, trial.number, *param_name.encode()]
+        self._rng = np.random.RandomState(np.array(key, dtype=np.uint32))
+        return super().sample_independent(study, trial, param_name, param_distribution)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def study_grid(arguments: list[str]) -> tuple[list[list[str]], list[str]]:
+    """The command line's choice sweeps (`loss=a,b`) as a grid of settings, one study each,
+    and the other arguments (fixed values and Optuna's intervals)."""
+    parsed = OverridesParser.create().parse_overrides(arguments)
+    axes, rest = [], []
+    for override, text in zip(parsed, arguments, strict=True):
+        if override.is_choice_sweep():
+            key = override.get_key_element()
+            axes.append([f"{key}={v}" for v in override.sweep_string_iterator()])
+        else:
+            rest.append(text)
+    return [list(point) for point in product(*axes)], rest
+
+
+class StudySweeperImpl(OptunaSweeperImpl):
+    def sweep(self, arguments: list[str]) -> None:
+        self._process_searchspace_config()
+        grid, rest = study_grid(list(arguments))
+        space = self._parse_sweeper_params_config()
+        for point in grid:
+            self._run_study(point, rest, space)
+
+    def _run_study(self, point: list[str], rest: list[str], space: list[str]) -> None:
+        loader = self.hydra_context.config_loader
+        setting = loader.load_sweep_config(self.config, [*point, *rest])
+        if setting.get("search") is None:
+            raise ConfigError("hydra.sweeper", "the study sweeper runs a search space",
+                              "choose one with search=<name> (conf/search/)")
+        if setting.trainer.seeds is not None:
+            raise ConfigError("trainer.seeds", "a search trial is one run",
+                              "retrain the best trial over seeds after the search")
+        search = setting.search
+        direction = str(search.direction)
+        worst = worst_value(direction)
+        metric = metric_name(search, setting.data)
+        distributions, fixed = create_params_from_overrides([*space, *rest])
+        for name in fixed:
+            distributions.pop(name, None)
+        fixed_overrides = [*point, *[f"{k}={v}" for k, v in fixed.items()]]
+        study = optuna.create_study(study_name=str(search.study), storage=self.storage,
+                                    sampler=self.sampler, direction=direction,
+                                    load_if_exists=True)
+        self._check_setting(study, fixed_overrides, sorted(distributions))
+        study_dir = Path(self.config.hydra.sweep.dir) / str(search.study)
+        log.info("Study %s (%s, %s %s): %d of %d trials done", study.study_name, self.storage,
+                 direction, metric, self._done(study), self.n_trials)
+        extend = self.custom_search_space_extender
+        host, pid = socket.gethostname(), os.getpid()
+        while True:
+            resumed = self._stale(study, host)[: self.n_jobs]
+            free = self.n_trials - self._done(study) - self._running(study)
+            fresh = [study.ask() for _ in range(max(0, min(self.n_jobs - len(resumed), free)))]
+            if not resumed and not fresh:
+                break
+            for trial in fresh:
+                for name, distribution in distributions.items():
+                    trial._suggest(name, distribution)
+                if extend:
+                    extend(setting, trial)
+                trial.set_user_attr("run", trial.number)
+            batch, jobs = resumed + fresh, []
+            for trial in batch:  # this launcher runs them now
+                trial.set_user_attr("host", host)
+                trial.set_user_attr("pid", pid)
+                params = [f"{k}={v}" for k, v in trial.params.items()]
+                jobs.append([*fixed_overrides, *params, f"search.trial={trial.user_attrs['run']}"])
+            if resumed:
+                log.info("Study %s: running again trials %s, left running by a launcher that "
+                         "has gone", study.study_name, [t.number for t in resumed])
+            returns = self.launcher.launch(jobs, initial_job_idx=self.job_idx)
+            self.job_idx += len(returns)
+            for trial, ret in zip(batch, returns, strict=True):
+                summary = _summary(ret)
+                for key in ("status", "verdict"):
+                    trial.set_user_attr(key, (summary or {}).get(key, "failed"))
+                study.tell(trial, trial_value(summary, metric, direction))
+            write_trials(study, study_dir / TRIALS_FILE)
+        finished = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                    if t.value != worst]
+        best = (min if direction == "minimize" else max)(
+            finished, key=lambda t: t.value, default=None)
+        log.info("Study %s: %d trials, %d finished; best %s", study.study_name,
+                 self._done(study), len(finished),
+                 f"{best.value:.4g} with {best.params}" if best else "none")
+        OmegaConf.save(OmegaConf.create({
+            "study": study.study_name, "metric": metric, "direction": direction,
+            "trials": self._done(study), "finished": len(finished),
+            "best_params": best.params if best else None,
+            "best_value": best.value if best else None}), study_dir / "optimization_results.yaml")
+
+    def _check_setting(self, study: optuna.Study, fixed: list[str], space: list[str]) -> None:
+        """A study continues only the command that started it."""
+        setting = {"fixed": sorted(fixed), "space": space}
+        saved = study.user_attrs.get(SETTING_ATTR)
+        if saved is None:
+            study.set_user_attr(SETTING_ATTR, setting)
+        elif saved != setting:
+            raise ConfigError("search.study", f"study '{study.study_name}' in {self.storage} "
+                              f"was started with {json.dumps(saved)}, this command gives "
+                              f"{json.dumps(setting)}", "give the new study its own name "
+                              "(search.study=<name>) or sweep directory (hydra.sweep.dir)")
+
+    @staticmethod
+    def _done(study: optuna.Study) -> int:
+        return sum(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False))
+
+    @staticmethod
+    def _running(study: optuna.Study) -> int:
+        return sum(t.state == TrialState.RUNNING for t in study.get_trials(deepcopy=False))
+
+    @staticmethod
+    def _stale(study: optuna.Study, host: str) -> list[optuna.Trial]:
+        """Trials left running by a launcher of this machine that has gone: run them again."""
+        now = datetime.datetime.now()
+
+        def gone(t: optuna.trial.FrozenTrial) -> bool:
+            if "pid" not in t.user_attrs:  # asked, and killed before it was launched
+                return (now - t.datetime_start).total_seconds() > ASK_TO_LAUNCH_S
+            return t.user_attrs.get("host") == host and not _alive(int(t.user_attrs["pid"]))
+
+        stale = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+                 if gone(t)]
+        return [optuna.Trial(study, t._trial_id) for t in stale]
+
+
+def _summary(ret: Any) -> dict[str, Any] | None:
+    """The trial run's summary.json (a failed or refused run writes one too)."""
+    if ret.status == JobStatus.COMPLETED and isinstance(ret.return_value, dict):
+        return ret.return_value
+    path = Path(ret.hydra_cfg.hydra.runtime.output_dir) / "summary.json" if ret.hydra_cfg \
+        else None
+    return json.loads(path.read_text()) if path and path.is_file() else None
+
+
+def write_trials(study: optuna.Study, path: Path) -> None:
+    """The study's trial table (Optuna's dataframe: number, value, state, params_*,
+    user_attrs_*), small enough to commit."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    study.trials_dataframe().to_csv(path, index=False)
