@@ -20,6 +20,7 @@ from gancompare.analysis.compare import (
     plot_final_metrics,
     summary_table,
 )
+from gancompare.analysis.grouping import grouping
 
 FIGURES = ["learning_curves", "final_metrics", "verdict_heatmap", "samples_mosaic"]
 
@@ -70,8 +71,38 @@ def test_the_runs_are_one_tidy_row_each_and_the_table_is_their_group_statistics(
         assert tmp_path / "out" / f"{name}.png" in written
         assert (tmp_path / "out" / f"{name}.pdf").stat().st_size > 1000
     markdown = (tmp_path / "out" / "table.md").read_text()
-    assert "| lsgan " in markdown and "12 ± 2.8" in markdown
+    assert "| lsgan " in markdown and "12 [10, 14]" in markdown  # mean [95 % interval]
     assert "Failed jobs:\n- sweep/3 (minimax, seed 1): RuntimeError: boom" in markdown
+
+
+def test_runs_are_grouped_by_the_keys_the_sweep_varied_whatever_they_are(tmp_path, capsys):
+    """A sweep over optimizer.d.lr (swept_keys.json) is compared by it, not merged into one
+    group; a key that varies continuously goes into quantile bins, with a line that says so."""
+    sweep = tmp_path / "lr"
+    for i, (lr, fid) in enumerate([(1e-4, 10.0), (1e-4, 12.0), (1e-3, 30.0), (1e-3, 34.0)]):
+        job = sweep / str(i)
+        _write_job(job, [f"optimizer.d.lr={lr}", f"seed={i % 2}"], {
+            "status": "finished", "verdict": "stable", "loss": "lsgan", "seed": i % 2,
+            "model": "mlp", "data": "mnist8", "hacks": [], "optimizer": "dcgan",
+            "eval": {"fid_mnist_cnn": fid}})
+        (job / ".hydra" / "config.yaml").write_text(f"optimizer:\n  d:\n    lr: {lr}\n")
+    (sweep / "swept_keys.json").write_text('["optimizer.d.lr", "seed"]')
+    runs = load_local(sweep)
+    table, factors = grouping(runs.table, swept=["optimizer.d.lr", "seed"])
+    assert factors == ["config.optimizer.d.lr"]
+    summary = summary_table(runs, factors).set_index("config.optimizer.d.lr")
+    assert list(summary["fid_mnist_cnn_mean"]) == [11.0, 32.0]
+    assert (summary.loc[1e-3, "fid_mnist_cnn_low"], summary.loc[1e-3, "fid_mnist_cnn_high"]) \
+        == (30.0, 34.0)
+    with pytest.raises(LookupError, match="--by optimizer.g.beta: no run has this key"):
+        grouping(runs.table, by=["optimizer.g.beta"])
+
+    many = pd.concat([runs.table] * 3, ignore_index=True)
+    many["config.optimizer.d.lr"] = [1e-5 * 1.7 ** i for i in range(len(many))]
+    binned, factors = grouping(many, swept=["optimizer.d.lr"], bins=3)
+    assert binned[factors[0]].nunique() == 3
+    assert "optimizer.d.lr varies continuously (12 values over 12 runs): grouped into 3 " \
+        "quantile bins" in capsys.readouterr().out
 
 
 def test_loss_colours_come_from_the_loss_configs_in_every_invocation(sweep_dir):

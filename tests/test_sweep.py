@@ -43,7 +43,7 @@ def check_comparison(sweep_dir: Path, out_dir: Path) -> tuple[pd.DataFrame, str]
         for suffix in ("pdf", "png"):
             assert (out_dir / f"{name}.{suffix}").stat().st_size > 1000, f"{name}.{suffix}"
     table = pd.read_csv(out_dir / "table.csv")
-    assert (out_dir / "table.md").read_text().startswith("| loss ")
+    assert (out_dir / "table.md").read_text().split("\n\n", 1)[1].startswith("| loss ")
     assert len(pd.read_csv(out_dir / "runs.csv")) == len(summaries(sweep_dir))
     # The table's numbers are the runs' own summaries, averaged over seeds.
     runs = summaries(sweep_dir)

@@ -4,12 +4,14 @@ Every run becomes one row of a tidy table (`Runs.table`): its flattened config (
 `optimizer`, `hacks`, `scenario`, `model`, `data`, `seed`, and every `config.*` key), status,
 verdict and final metrics (`eval.<metric>_<feature space>`); its per-step history and last
 sample grid sit beside it, keyed by the run's name. Runs come from a local sweep directory or
-from the W&B API. Groups are the factors that vary across the runs; seeds are the repetitions.
+from the W&B API. Groups are the keys the sweep varied (any key; `--by` to choose), else the
+factors that vary across the runs; seeds are the repetitions.
 Each loss's label and colour come from its config file (`loss.label`, `loss.colour`), so every
 figure of every invocation shows a loss the same way. Outputs, each as PDF and PNG:
 learning_curves (mean over seeds, min-max band), final_metrics (box + one point per seed, in a
 grid of the metrics present), verdict_heatmap (share of seeds judged stable), samples_mosaic;
-and runs.csv (one row per run), table.csv / table.md (mean ± std per group, verdict counts).
+and runs.csv (one row per run), table.csv / table.md (mean with its 95 % interval, and std,
+per group; verdict counts).
 """
 
 from __future__ import annotations
@@ -30,9 +32,10 @@ import seaborn as sns  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
 from gancompare import PROJECT_ROOT  # noqa: E402
+from gancompare.analysis import intervals  # noqa: E402
+from gancompare.analysis.grouping import grouping, with_groups  # noqa: E402
 from gancompare.analysis.sweep import collect  # noqa: E402
 
-FACTORS = ["loss", "optimizer", "hacks", "scenario", "model", "data"]
 VERDICTS = ["stable", "mode-collapse", "convergence-failure", "diverged", "failed"]
 ABBREVIATIONS = {"mode-collapse": "MC", "convergence-failure": "CF", "diverged": "DIV",
                  "failed": "ERR"}
@@ -150,21 +153,6 @@ def load_wandb(path: str, group: str, download_dir: Path, api: Any = None) -> Ru
     return Runs(pd.DataFrame(rows), histories, samples)
 
 
-def grouping(table: pd.DataFrame, by: Sequence[str] | None = None) -> list[str]:
-    """The factors that tell the runs apart (seeds aside); loss first."""
-    if by:
-        return list(by)
-    return [f for f in FACTORS if table[f].nunique() > 1] or ["loss"]
-
-
-def with_groups(table: pd.DataFrame, factors: Sequence[str]) -> tuple[pd.DataFrame, list[str]]:
-    """The table with a `group` label column (factor values joined for display only), and the
-    groups in loss order."""
-    table = table.sort_values([*factors, "seed"]).copy()
-    table["group"] = table[list(factors)].astype(str).agg(" · ".join, axis=1)
-    return table, list(dict.fromkeys(table["group"]))
-
-
 def colours(table: pd.DataFrame) -> dict[str, str]:
     return dict(zip(table["loss"], table["loss_colour"], strict=True))
 
@@ -183,6 +171,12 @@ def summary_table(runs: Runs, factors: Sequence[str]) -> pd.DataFrame:
         stats.columns = [f"{m.removeprefix('eval.')}_{s if s != 'count' else 'n'}"
                          for m, s in stats.columns]
         result = result.join(stats)
+        for column in metric_columns:  # the mean's 95 % interval (analysis/intervals.py)
+            estimates = grouped[column].apply(lambda v: intervals.mean(
+                v.replace([math.inf, -math.inf], math.nan)))
+            name = column.removeprefix("eval.")
+            result[f"{name}_low"] = estimates.map(lambda e: e.low)
+            result[f"{name}_high"] = estimates.map(lambda e: e.high)
     return result.reset_index()
 
 
@@ -192,10 +186,11 @@ def write_tables(runs: Runs, factors: Sequence[str], out: Path) -> list[Path]:
     summary.to_csv(out / "table.csv", index=False)
     shown = summary[[*factors, "runs", *VERDICTS]].copy()
     for metric in runs.metrics:
-        mean, std = summary[f"{metric}_mean"], summary[f"{metric}_std"].fillna(0.0)
-        shown[metric] = [f"{m:.4g} ± {s:.2g}" if math.isfinite(m) else "–"
-                         for m, s in zip(mean, std, strict=True)]
-    text = shown.to_markdown(index=False) + "\n"
+        shown[metric] = [str(intervals.Estimate(m, lo, hi)) for m, lo, hi in zip(
+            summary[f"{metric}_mean"], summary[f"{metric}_low"], summary[f"{metric}_high"],
+            strict=True)]
+    text = ("Mean over seeds [95 % percentile bootstrap interval] (analysis/intervals.py).\n\n"
+            + shown.to_markdown(index=False) + "\n")
     failed = runs.table[runs.table["verdict"] == "failed"]
     if len(failed):
         text += "\nFailed jobs:\n" + "".join(f"- {r.run} ({r.loss}, seed {r.seed}): {r.reason}\n"
@@ -361,11 +356,13 @@ def plot_samples_mosaic(runs: Runs, factors: Sequence[str], out: Path) -> list[P
     return _save(fig, out, "samples_mosaic")
 
 
-def compare(runs: Runs, out: Path, by: Sequence[str] | None = None) -> list[Path]:
+def compare(runs: Runs, out: Path, by: Sequence[str] | None = None,
+            swept: Sequence[str] | None = None, bins: int = 4) -> list[Path]:
     """Every figure and table for these runs into `out`; returns the files written."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    factors = grouping(runs.table, by)
+    table, factors = grouping(runs.table, by, swept, bins)
+    runs = Runs(table, runs.histories, runs.samples)
     written = write_tables(runs, factors, out)
     for plot in (plot_learning_curves, plot_final_metrics, plot_verdict_heatmap,
                  plot_samples_mosaic):

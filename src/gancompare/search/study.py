@@ -41,11 +41,11 @@ from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
 from gancompare.errors import ConfigError
+from gancompare.search import STUDY_FILE, TRIALS_FILE
 from gancompare.search.objective import metric_name, trial_value, worst_value
 
 log = logging.getLogger(__name__)
 logging.getLogger("alembic").setLevel(logging.WARNING)  # Optuna's schema set-up, at INFO
-TRIALS_FILE = "trials.csv"
 # What a study remembers of the command that started it; a different one is refused.
 SETTING_ATTR = "overrides"
 ASK_TO_LAUNCH_S = 600  # a trial asked for and not launched after this long was killed
@@ -119,6 +119,11 @@ class StudySweeperImpl(OptunaSweeperImpl):
                                     load_if_exists=True)
         self._check_setting(study, fixed_overrides, sorted(distributions))
         study_dir = Path(self.config.hydra.sweep.dir) / str(search.study)
+        study_dir.mkdir(parents=True, exist_ok=True)
+        (study_dir / STUDY_FILE).write_text(json.dumps({  # what scripts/compare.py reads
+            "study": study.study_name, "setting": point, "metric": metric,
+            "direction": direction, "searched": sorted(distributions), "n_trials": self.n_trials},
+            indent=2))
         log.info("Study %s (%s, %s %s): %d of %d trials done", study.study_name, self.storage,
                  direction, metric, self._done(study), self.n_trials)
         extend = self.custom_search_space_extender

@@ -1,0 +1,71 @@
+"""A search's studies as figures and tables (analysis/studies.py), from fixed trial tables."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pandas as pd
+import pytest
+
+from gancompare.analysis.studies import load_search, search_table, write_search
+
+# Two studies of 4 trials (FID, lower is better); hinge's trial 3 diverged (scored +inf).
+TRIALS = {
+    "hinge": [(20.0, 1e-4, "stable"), (40.0, 1e-3, "mode-collapse"), (10.0, 3e-4, "stable"),
+              (math.inf, 1e-2, "diverged")],
+    "lsgan": [(30.0, 1e-4, "stable"), (50.0, 1e-3, "convergence-failure"),
+              (60.0, 3e-4, "convergence-failure"), (35.0, 1e-2, "stable")],
+}
+
+
+@pytest.fixture
+def search_dir(tmp_path):
+    for loss, trials in TRIALS.items():
+        study = tmp_path / f"lucic-wide-{loss}-mnist8-mlp"
+        study.mkdir()
+        (study / "study.json").write_text(json.dumps({
+            "study": study.name, "setting": [f"loss={loss}"], "metric": "fid",
+            "direction": "minimize", "searched": ["search.lr"], "n_trials": 4}))
+        pd.DataFrame([{"number": i, "value": v, "params_search.lr": lr, "state": "COMPLETE",
+                       "user_attrs_status": "diverged" if v == math.inf else "finished",
+                       "user_attrs_verdict": verdict}
+                      for i, (v, lr, verdict) in enumerate(trials)]
+                     + [{"number": 4, "value": None, "params_search.lr": 1e-5,
+                         "state": "RUNNING"}]).to_csv(study / "trials.csv", index=False)
+    return tmp_path
+
+
+def test_the_search_table_counts_every_trial_and_scores_the_diverged_one_worst(search_dir):
+    search = load_search(search_dir)
+    assert search.studies == ["hinge", "lsgan"] and search.searched == ["search.lr"]
+    assert len(search.trials) == 8  # a trial still running is not counted yet
+    hinge = search.trials[search.trials["setting"] == "hinge"]
+    assert list(hinge["score"]) == [20.0, 40.0, 10.0, 60.0]  # +inf -> the worst finite FID
+    table = search_table(search).set_index("study")
+    assert table.loc["hinge", "trials"] == 4 and table.loc["hinge", "scored"] == 3
+    assert table.loc["hinge", "stable share"].value == 0.5
+    assert table.loc["lsgan", "best"].value == 30.0
+    # E[best of 1] is the mean; best of 4 of 4 is the best; hinge's sorted 10, 20, 40, 60
+    assert table.loc["hinge", "E[best of 1]"].value == pytest.approx(32.5)
+    # best of 2: the i-th best with weight C(4 - i, 1) / C(4, 2) = 3, 2, 1, 0 sixths
+    assert table.loc["hinge", "E[best of 2]"].value == pytest.approx((3 * 10 + 2 * 20 + 40) / 6)
+    assert "E[best of 4]" not in table  # the whole study: that is `best`
+
+
+def test_the_figures_and_the_pairwise_table_are_written(search_dir, tmp_path):
+    search = load_search(search_dir)
+    written = write_search(search, tmp_path / "out")
+    for name in ("search_scores", "budget_curve", "stability_map"):
+        assert (tmp_path / "out" / f"{name}.png").stat().st_size > 5000, name
+        assert tmp_path / "out" / f"{name}.pdf" in written
+    pairwise = (tmp_path / "out" / "pairwise.md").read_text()
+    # hinge 20, 40, 10, 60 against lsgan 30, 50, 60, 35: wins 4 + 2 + 4 + 0.5 (60 = 60) of 16
+    assert "| hinge |                  | 0.6562 [" in pairwise
+    assert "| lsgan | 0.3438 [" in pairwise
+    shown = (tmp_path / "out" / "search_table.md").read_text()
+    assert "| hinge   |        4 |        3 | 0.5 [0, 1]     |     10 | 32.5 [15, 50] " in shown
+
+
+def test_a_sweep_that_is_not_a_search_has_no_studies(tmp_path):
+    assert load_search(tmp_path) is None
