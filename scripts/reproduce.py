@@ -6,7 +6,9 @@ whose config equals a finished run of another table is copied from it), then
 writes its section of docs/results.md with small PNGs under docs/results/<table>/. `all` (what
 `make results` runs) does every table in turn. Tables: pacgan-table1, pacgan-trend, stacked-mnist,
 losses-mnist8, losses-mnist8-shared, losses-fashion, scenarios, losses-mixtures,
-stabilisers-mnist8, stabilisers-mixtures, stabilisers-stacked.
+stabilisers-mnist8, stabilisers-mixtures, stabilisers-stacked; studies (Lucic et al.'s three
+phases: a search per loss, its best trial over seeds, the comparison): study-ring8,
+study-mnist8 (`--seeds` the second phase's seeds, `--only` a regex on the losses).
 
 `--only REGEX` trains and reports only the matching runs. `--steps` sets trainer.max_steps (the
 budget; each table has a default the machine allows, and the section states the fraction of the
@@ -29,12 +31,13 @@ from pathlib import Path
 
 from gancompare import PROJECT_ROOT
 from gancompare.analysis.result_runs import ARCHIVE, train_table
+from gancompare.analysis.result_studies import reproduce_study, studies
 from gancompare.analysis.result_tables import tables
 from gancompare.analysis.results import report_table, write_page
 
 
 def main(argv: list[str] | None = None) -> int:
-    names = list(tables())
+    names = [*tables(), *studies()]
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("table", choices=[*names, "all"])
     parser.add_argument("--steps", type=int, default=None,
@@ -63,6 +66,25 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--steps must be positive, not {args.steps}")
     chosen = tables(args.seeds)
     for name in names if args.table == "all" else [args.table]:
+        command = "python scripts/reproduce.py " + shlex.join(
+            [name if a == "all" else a for a in argv if a != "--report-only"])
+        if name in studies():  # Lucic's three phases: search, best over seeds, comparison
+            study = studies()[name]
+            if args.seeds is not None:
+                study = dataclasses.replace(study, seeds=list(args.seeds))
+            if args.only:
+                study = dataclasses.replace(study, losses=[
+                    loss for loss in study.losses if re.search(args.only, loss)])
+            try:
+                section = reproduce_study(
+                    study, args.out, args.steps or study.default_steps, args.docs, command,
+                    args.jobs, args.threads, args.wandb, args.extra, args.batch_seeds,
+                    args.archive, args.report_only)
+            except FileNotFoundError as error:
+                print(f"error: {name}: {error}", file=sys.stderr)
+                return 2
+            print(f"{name}: {section}", flush=True)
+            continue
         table = chosen[name]
         if args.only:
             table = dataclasses.replace(table, runs={k: v for k, v in table.runs.items()
@@ -74,10 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.report_only:
             train_table(table, args.out, steps, args.jobs, args.threads, args.wandb, args.extra,
                         args.batch_seeds, args.archive)
-        try:
-            # The command that reproduces the section (what --report-only reports on)
-            command = "python scripts/reproduce.py " + shlex.join(
-                [name if a == "all" else a for a in argv if a != "--report-only"])
+        try:  # `command` reproduces the section (what --report-only reports on)
             section = report_table(table, args.out, steps, args.docs, command)
         except FileNotFoundError as error:
             print(f"error: {name}: {error}", file=sys.stderr)

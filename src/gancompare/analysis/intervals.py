@@ -39,8 +39,8 @@ class Estimate:
 
 
 def _bootstrap(samples: Sequence[np.ndarray], statistic: Callable, value: float) -> Estimate:
-    if min(len(s) for s in samples) < 2:  # one value has no spread to resample
-        return Estimate(value, math.nan, math.nan)
+    if min(len(s) for s in samples) < 2 or any(np.isnan(s).any() for s in samples):
+        return Estimate(value, math.nan, math.nan)  # one value has no spread to resample
     result = stats.bootstrap(samples, statistic, n_resamples=RESAMPLES, vectorized=True,
                              paired=False, confidence_level=CONFIDENCE, method="percentile",
                              rng=np.random.default_rng(SEED))

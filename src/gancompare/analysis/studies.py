@@ -87,7 +87,7 @@ def capped_scores(values: pd.Series, lower_is_better: bool) -> pd.Series:
     """±inf (did not finish) as the worst finite value of the comparison."""
     values = values.astype(float)
     finite = values[np.isfinite(values)]
-    worst = (finite.max() if lower_is_better else finite.min()) if len(finite) else 0.0
+    worst = (finite.max() if lower_is_better else finite.min()) if len(finite) else math.nan
     return values.where(np.isfinite(values), worst)
 
 
@@ -153,7 +153,11 @@ def plot_budget_curve(search: Search, out: Path) -> list[Path]:
 
 def plot_scores(search: Search, out: Path) -> list[Path]:
     fig, ax = plt.subplots(figsize=(1.3 * len(search.studies) + 2.5, 4))
-    data = search.trials
+    data = search.trials.dropna(subset=["score"])
+    if not len(data):
+        ax.text(0.5, 0.5, "no trial has a finite score", ha="center", va="center",
+                color="#999999", transform=ax.transAxes)
+        return _save(fig, out, "search_scores")
     sns.boxplot(data=data, x="setting", y="score", order=search.studies, color="white",
                 showfliers=False, ax=ax)
     sns.stripplot(data=data, x="setting", y="score", order=search.studies, hue="verdict",

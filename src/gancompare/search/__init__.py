@@ -6,3 +6,4 @@ setting that a killed sweep continues and two launchers share."""
 # What a study writes beside its trials, `<sweep dir>/<study>/`; scripts/compare.py reads them.
 STUDY_FILE = "study.json"    # its setting, metric, direction and searched keys
 TRIALS_FILE = "trials.csv"   # its trial table (Optuna's dataframe)
+DISTRIBUTIONS_FILE = "distributions.json"  # each searched key's distribution (Optuna JSON)

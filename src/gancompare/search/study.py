@@ -41,7 +41,7 @@ from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
 from gancompare.errors import ConfigError
-from gancompare.search import STUDY_FILE, TRIALS_FILE
+from gancompare.search import DISTRIBUTIONS_FILE, STUDY_FILE, TRIALS_FILE
 from gancompare.search.objective import metric_name, trial_value, worst_value
 
 log = logging.getLogger(__name__)
@@ -119,6 +119,10 @@ class StudySweeperImpl(OptunaSweeperImpl):
                                     load_if_exists=True)
         self._check_setting(study, fixed_overrides, sorted(distributions))
         study_dir = Path(self.config.hydra.sweep.dir) / str(search.study)
+        if not study.trials and (study_dir / DISTRIBUTIONS_FILE).is_file():
+            imported = import_trials(study, study_dir)
+            log.info("Study %s: %d finished trials imported from %s", study.study_name,
+                     imported, study_dir / TRIALS_FILE)
         study_dir.mkdir(parents=True, exist_ok=True)
         (study_dir / STUDY_FILE).write_text(json.dumps({  # what scripts/compare.py reads
             "study": study.study_name, "setting": point, "metric": metric,
@@ -216,6 +220,37 @@ def _summary(ret: Any) -> dict[str, Any] | None:
 
 def write_trials(study: optuna.Study, path: Path) -> None:
     """The study's trial table (Optuna's dataframe: number, value, state, params_*,
-    user_attrs_*), small enough to commit."""
+    user_attrs_*), small enough to commit, and beside it each parameter's distribution, so
+    the table alone restarts the study on another machine (`import_trials`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     study.trials_dataframe().to_csv(path, index=False)
+    distributions = {name: optuna.distributions.distribution_to_json(d)
+                     for t in study.get_trials(deepcopy=False) for name, d in
+                     t.distributions.items()}
+    (path.parent / DISTRIBUTIONS_FILE).write_text(json.dumps(distributions, indent=1,
+                                                             sort_keys=True))
+
+
+def import_trials(study: optuna.Study, study_dir: Path) -> int:
+    """A new, empty study filled with the finished trials of a committed trial table (a study
+    continued on a machine without its SQLite file); returns how many."""
+    import pandas as pd
+
+    table = pd.read_csv(study_dir / TRIALS_FILE)
+    distributions = {name: optuna.distributions.json_to_distribution(text) for name, text in
+                     json.loads((study_dir / DISTRIBUTIONS_FILE).read_text()).items()}
+    count = 0
+    for row in table[table["state"] == "COMPLETE"].sort_values("number").to_dict("records"):
+        params = {k.removeprefix("params_"): v for k, v in row.items()
+                  if k.startswith("params_") and pd.notna(v)}
+        params = {k: (int(v) if isinstance(distributions[k], optuna.distributions
+                                          .IntUniformDistribution) else v)
+                  for k, v in params.items()}
+        attrs = {k.removeprefix("user_attrs_"): v for k, v in row.items()
+                 if k.startswith("user_attrs_") and pd.notna(v)}
+        attrs["run"] = int(attrs.get("run", row["number"]))
+        study.add_trial(optuna.trial.create_trial(
+            params=params, distributions={k: distributions[k] for k in params},
+            value=float(row["value"]), user_attrs=attrs))
+        count += 1
+    return count

@@ -1,0 +1,232 @@
+"""The results page's studies: Lucic et al.'s protocol, one command (`scripts/reproduce.py
+<study>`) that runs its three phases, each continued where it stopped.
+
+1. **Search.** `src/train.py -m search=<space> loss=a,b,...`: one study of `trials` trials per
+   loss (gancompare/search/study.py), in <out>/<study>/<budget>/search.
+2. **Seeds.** The best trial of each loss retrained over `seeds` (its searched values as
+   overrides), as an ordinary results table (result_runs.train_table: archived, restored).
+3. **Comparison.** Per loss the metric over seeds with its interval, the share judged stable,
+   P(A better than B), the search's budget curve and stability map, beside the published
+   figures: docs/results/<study>.md.
+
+The search's small files (each study's study.json, trials.csv, distributions.json and every
+trial's run files) are archived under results/runs/<study>/<budget>/search as they finish, so
+a study stopped on one machine continues on another: its trials are imported into a new SQLite
+study there.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from gancompare import PROJECT_ROOT
+from gancompare.analysis import intervals
+from gancompare.analysis.result_runs import ARCHIVE, archive_run, is_done, restore_run
+from gancompare.analysis.result_tables import Table
+from gancompare.analysis.results import machine
+from gancompare.analysis.studies import Search, load_search, pairwise, write_search
+from gancompare.search import DISTRIBUTIONS_FILE, STUDY_FILE, TRIALS_FILE
+
+STUDY_FILES = (STUDY_FILE, TRIALS_FILE, DISTRIBUTIONS_FILE)
+
+
+@dataclass(frozen=True)
+class Study:
+    name: str
+    title: str
+    space: str  # search=<space>
+    losses: list[str]
+    fixed: list[str]  # overrides of every trial and seed run (data, model, experiment)
+    trials: int  # per loss
+    seeds: list[int]  # the best trial of each loss, retrained
+    default_steps: int | None
+    published: dict[str, str] = field(default_factory=dict)  # loss -> published figure
+    published_heading: str = ""
+    notes: str = ""
+
+    def budget(self, steps: int | None) -> str:
+        return f"steps{steps}" if steps else "full"
+
+
+def search_command(study: Study, sweep_dir: Path, steps: int | None, jobs: int, threads: int,
+                   wandb: str, extra: Sequence[str] = ()) -> list[str]:
+    parallel = ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={jobs}"] if jobs > 1 else []
+    return [sys.executable, str(PROJECT_ROOT / "src" / "train.py"), "-m",
+            f"search={study.space}", "loss=" + ",".join(study.losses), *study.fixed, *extra,
+            *([f"trainer.max_steps={steps}"] if steps else []), f"trainer.threads={threads}",
+            "trainer.progress_bar=false", f"logger.wandb.mode={wandb}",
+            f"hydra.sweeper.n_trials={study.trials}", f"hydra.sweeper.n_jobs={jobs}",
+            *parallel, f"hydra.sweep.dir={sweep_dir}"]
+
+
+def _copy_study(source: Path, target: Path, runs: str) -> None:
+    """A study directory's small files, and each trial's run (archive_run / restore_run)."""
+    for study_dir in sorted(p.parent for p in source.glob(f"*/{STUDY_FILE}")):
+        (target / study_dir.name).mkdir(parents=True, exist_ok=True)
+        for name in STUDY_FILES:
+            if (study_dir / name).is_file():
+                shutil.copyfile(study_dir / name, target / study_dir.name / name)
+        for trial in sorted(study_dir.glob("trial*")):
+            if runs == "archive":
+                archive_run(trial, target / study_dir.name / trial.name)
+            elif is_done(trial) and not is_done(target / study_dir.name / trial.name):
+                restore_run(trial, target / study_dir.name / trial.name)
+
+
+def run_search(study: Study, out: Path, steps: int | None, jobs: int = 2, threads: int = 1,
+               wandb: str = "disabled", extra: Sequence[str] = (),
+               archive: Path | None = ARCHIVE) -> float:
+    """Phase 1, continued from the archive where this machine has no study; returns its wall
+    seconds."""
+    sweep_dir = Path(out) / study.name / study.budget(steps) / "search"
+    archived = Path(archive) / study.name / study.budget(steps) / "search" if archive else None
+    if archived and archived.is_dir() and not (sweep_dir / "studies.db").is_file():
+        _copy_study(archived, sweep_dir, runs="restore")
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    print(f"{study.name}: search, {study.trials} trials per loss, into {sweep_dir}", flush=True)
+    with open(sweep_dir / "search.log", "a") as log:
+        subprocess.run(search_command(study, sweep_dir, steps, jobs, threads, wandb, extra),
+                       stdout=log, stderr=subprocess.STDOUT, check=False)
+    if archived:
+        _copy_study(sweep_dir, archived, runs="archive")
+    return time.perf_counter() - started
+
+
+def best_overrides(search: Search, setting: str) -> list[str]:
+    """The searched values of a study's best trial, as overrides."""
+    trials = search.trials[search.trials["setting"] == setting]
+    worst = np.inf if search.lower_is_better else -np.inf  # none scored: the first trial
+    scores = trials["score"].fillna(worst)
+    best = trials.loc[scores.idxmin() if search.lower_is_better else scores.idxmax()]
+    overrides = []
+    for key in search.searched:
+        value = best[f"params_{key}"]
+        if pd.notna(value):
+            whole = pd.api.types.is_integer_dtype(trials[f"params_{key}"])
+            overrides.append(f"{key}={int(value) if whole else repr(float(value))}")
+    return overrides
+
+
+def seeds_table(study: Study, search: Search) -> Table:
+    """Phase 2 as a results table: each loss's best trial over the study's seeds."""
+    runs = {f"{loss}_s{seed}": [f"search={study.space}", f"loss={loss}", *study.fixed,
+                                *best_overrides(search, loss), f"seed={seed}"]
+            for seed in study.seeds for loss in study.losses if loss in search.studies}
+    return Table(study.name, study.title, runs, by=["loss"], metrics=[], default_steps=None)
+
+
+def seed_comparison(runs_table: pd.DataFrame, metric: str, lower_is_better: bool,
+                    published: dict[str, str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per loss: the metric's mean over seeds with its interval, the share judged stable, the
+    published figure; and P(loss A's seed scores better than B's)."""
+    column = next(c for c in runs_table if c == f"eval.{metric}" or
+                  c.startswith(f"eval.{metric}_") and "_std_" not in c)
+    rows, groups = [], {}
+    for loss, part in runs_table.groupby("loss", sort=False):
+        values = part[column].replace([np.inf, -np.inf], np.nan).to_numpy(dtype=float)
+        groups[loss] = values[~np.isnan(values)]
+        rows.append({"loss": loss, "seeds": len(part), metric: str(intervals.mean(values)),
+                     "stable share": str(intervals.share(part["verdict"] == "stable")),
+                     "published": published.get(loss, "")})
+    return pd.DataFrame(rows), pairwise(groups, lower_is_better)
+
+
+def search_minutes(sweep_dir: Path) -> float:
+    """The search's run time: its trials' wall times (summary.json), however many calls and
+    machines it took."""
+    return sum(json.loads(p.read_text()).get("wall_time_s", 0.0)
+               for p in Path(sweep_dir).glob("*/trial*/summary.json")) / 60
+
+
+def report_study(study: Study, out: Path, steps: int | None, docs: Path, command: str,
+                 seeds_runs: pd.DataFrame | None) -> Path:
+    """Phase 3: docs/results/<study>.md and its figures."""
+    sweep_dir = Path(out) / study.name / study.budget(steps) / "search"
+    search = load_search(sweep_dir)
+    if search is None:
+        raise FileNotFoundError(f"no finished search under {sweep_dir}: run it first")
+    figures = Path(docs) / "results" / study.name
+    write_search(search, figures)
+    lines = [f"## {study.title}", "", f"Command: `{command}`", "",
+             f"- Search: `search={study.space}`, {study.trials} trials per loss, "
+             f"{len(search.trials)} trials in all; budget: "
+             f"{steps or 'the config' + chr(39) + 's'} steps per run; "
+             f"{search_minutes(sweep_dir):.1f} min of run time in all (sum over trials), "
+             f"on {machine()}.",
+             f"- Metric: {search.metric} ({search.direction}); intervals: 95 % percentile "
+             "bootstrap (analysis/intervals.py).", ""]
+    if study.notes:
+        lines += [study.notes, ""]
+    lines += ["### Search", "", (figures / "search_table.md").read_text(), "",
+              f"![budget curve]({study.name}/budget_curve.png)", "",
+              f"![stability map]({study.name}/stability_map.png)", ""]
+    if seeds_runs is not None and len(seeds_runs):
+        table, pairs = seed_comparison(seeds_runs, search.metric, search.lower_is_better,
+                                       study.published)
+        table = table.rename(columns={"published": study.published_heading or "published"})
+        lines += [f"### The best trial of each loss over {len(study.seeds)} seeds", "",
+                  table.to_markdown(index=False), "",
+                  "P(a seed of the row's loss scores better than one of the column's):", "",
+                  pairs.to_markdown(), ""]
+    section = Path(docs) / "results" / f"{study.name}.md"
+    section.write_text("\n".join(lines) + "\n")
+    return section
+
+
+def studies() -> dict[str, Study]:
+    """Every study of the results page by name."""
+    lucic_mnist = {"minimax": "9.8 ± 0.9", "non-saturating": "6.8 ± 0.5",
+                   "lsgan": "7.8 ± 0.6", "wasserstein": "6.7 ± 0.4", "wgan-gp": "20.3 ± 5.0"}
+    return {s.name: s for s in (
+        Study("study-ring8", "Lucic's protocol on ring8: 16 trials per loss, the best over 5 "
+              "seeds", "lucic-wide", ["non-saturating", "lsgan", "wasserstein", "wgan-gp",
+                                      "hinge", "rpgan"],
+              ["data=ring8", "model=pacgan-mlp"], trials=16, seeds=list(range(5)),
+              default_steps=4000,
+              notes="PacGAN's networks on ring8 with alternating updates (the search draws 1 or "
+                    "5 D steps), every loss in Lucic et al.'s wide space; fp32."),
+        Study("study-mnist8", "Lucic's protocol on mnist8 (mlp): 16 trials per loss, the best "
+              "over 5 seeds", "lucic-wide", ["minimax", "non-saturating", "lsgan",
+                                             "wasserstein", "wgan-gp", "hinge", "rpgan"],
+              ["data=mnist8", "model=mlp"], trials=16, seeds=list(range(5)),
+              default_steps=None, published=lucic_mnist,
+              published_heading="Lucic et al. MNIST FID (Inception features; orderings only)",
+              notes="Published: Lucic et al. 2018, the best setting's FID over 50 seeds on all "
+                    "of MNIST, Inception features, 20 epochs, batch 64. Ours are MNIST-CNN "
+                    "features on the 8s: compare orderings and spreads, not values."),
+    )}
+
+
+def reproduce_study(study: Study, out: Path, steps: int | None, docs: Path, command: str,
+                    jobs: int = 2, threads: int = 1, wandb: str = "disabled",
+                    extra: Sequence[str] = (), batch_seeds: bool = False,
+                    archive: Path | None = ARCHIVE, report_only: bool = False) -> Path:
+    """The three phases (each skipped where it is done), then the section."""
+    from gancompare.analysis.compare import load_local
+    from gancompare.analysis.result_runs import budget_dir, train_table
+
+    if not report_only:
+        run_search(study, out, steps, jobs, threads, wandb, extra, archive)
+    search = load_search(Path(out) / study.name / study.budget(steps) / "search")
+    if search is None:
+        raise FileNotFoundError(f"{study.name}: no finished trial under {out}: run the search")
+    seeds = seeds_table(study, search)
+    if not report_only:
+        train_table(seeds, out, steps, jobs, threads, wandb, extra, batch_seeds, archive)
+    root = budget_dir(out, seeds, steps)
+    done = [name for name in seeds.runs if is_done(root / name)]
+    runs = load_local(root).table if done else None
+    if runs is not None:
+        runs = runs[runs["run"].str.rsplit("/", n=1).str[-1].isin(done)]
+    return report_study(study, out, steps, docs, command, runs)

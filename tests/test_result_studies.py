@@ -1,0 +1,54 @@
+"""A results-page study end to end (analysis/result_studies.py): Lucic's three phases on a tiny
+budget, and the same study continued on a machine that has only its committed archive."""
+
+from __future__ import annotations
+
+import shutil
+
+import pandas as pd
+from omegaconf import OmegaConf
+
+from gancompare.analysis.result_studies import Study, reproduce_study
+from gancompare.analysis.studies import load_search
+
+TINY = Study("study-tiny", "A tiny study", "lucic-wide", ["non-saturating", "hinge"],
+             ["data=ring8", "model=mlp", "debug=fast", "eval.final_samples=400"], trials=2,
+             seeds=[0], default_steps=40, published={"hinge": "1.0 ± 0.1"},
+             published_heading="published KL")
+
+
+def test_a_study_runs_its_three_phases_and_continues_from_its_archive(tmp_path):
+    out, docs, archive = tmp_path / "out", tmp_path / "docs", tmp_path / "archive"
+    (docs / "results").mkdir(parents=True)
+    section = reproduce_study(TINY, out, 40, docs, "python scripts/reproduce.py study-tiny",
+                              jobs=1, archive=archive)
+    search = load_search(out / "study-tiny" / "steps40" / "search")
+    assert search.studies == ["hinge", "non-saturating"] and len(search.trials) == 4
+    text = section.read_text()
+    assert "## A tiny study" in text and "2 trials per loss, 4 trials in all" in text
+    assert "### The best trial of each loss over 1 seeds" in text and "published KL" in text
+    for figure in ("budget_curve", "stability_map", "search_scores"):
+        assert (docs / "results" / "study-tiny" / f"{figure}.png").is_file()
+    # phase 2 ran each loss's best trial: its searched values are the seed runs' config
+    for loss in TINY.losses:
+        trials = search.trials[search.trials["setting"] == loss]
+        best = trials.loc[trials["score"].fillna(float("inf")).idxmin()]
+        saved = OmegaConf.load(out / "study-tiny" / "steps40" / f"{loss}_s0" / ".hydra"
+                               / "config.yaml")
+        assert saved.optimizer.d.lr == best["params_search.lr"] and saved.seed == 0
+        assert saved.optimizer.d_steps == best["params_optimizer.d_steps"]
+    archived = archive / "study-tiny" / "steps40"
+    assert (archived / "search" / "lucic-wide-hinge-ring8-mlp" / "trials.csv").is_file()
+    assert (archived / "search" / "lucic-wide-hinge-ring8-mlp" / "trial1" / "summary.json") \
+        .is_file() and (archived / "hinge_s0" / "summary.json").is_file()
+
+    # another machine: only the archive; the study is imported, nothing is trained again
+    shutil.rmtree(out)
+    again = reproduce_study(TINY, out, 40, docs, "python scripts/reproduce.py study-tiny",
+                            jobs=1, archive=archive)
+    log = (out / "study-tiny" / "steps40" / "search" / "search.log").read_text()
+    assert log.count("2 finished trials imported") == 2 and "Launching" not in log
+    assert again.read_text() == text
+    restored = load_search(out / "study-tiny" / "steps40" / "search")
+    pd.testing.assert_frame_equal(restored.trials[["setting", "value", "params_search.lr"]],
+                                  search.trials[["setting", "value", "params_search.lr"]])
