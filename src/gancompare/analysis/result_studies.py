@@ -220,7 +220,7 @@ def reproduce_study(study: Study, out: Path, steps: int | None, docs: Path, comm
         run_search(study, out, steps, jobs, threads, wandb, extra, archive)
     search = load_search(Path(out) / study.name / study.budget(steps) / "search")
     if search is None:
-        raise FileNotFoundError(f"{study.name}: no finished trial under {out}: run the search")
+        raise FileNotFoundError(f"no finished trial under {out}: run the search")
     seeds = seeds_table(study, search)
     if not report_only:
         train_table(seeds, out, steps, jobs, threads, wandb, extra, batch_seeds, archive)
