@@ -192,10 +192,11 @@ def studies() -> dict[str, Study]:
         Study("study-ring8", "Lucic's protocol on ring8: 16 trials per loss, the best over 5 "
               "seeds", "lucic-wide", ["non-saturating", "lsgan", "wasserstein", "wgan-gp",
                                       "hinge", "rpgan"],
-              ["data=ring8", "model=pacgan-mlp"], trials=16, seeds=list(range(5)),
-              default_steps=4000,
-              notes="PacGAN's networks on ring8 with alternating updates (the search draws 1 or "
-                    "5 D steps), every loss in Lucic et al.'s wide space; fp32."),
+              ["experiment=pacgan-ring8", "optimizer.updates=alternating"], trials=16,
+              seeds=list(range(5)), default_steps=4000,
+              notes="PacGAN's protocol on ring8 (`experiment=pacgan-ring8`: its networks, batch "
+                    "and evaluation) with alternating updates, so that the search can draw 1 or "
+                    "5 D steps; every loss in Lucic et al.'s wide space; fp32."),
         Study("study-mnist8", "Lucic's protocol on mnist8 (mlp): 16 trials per loss, the best "
               "over 5 seeds", "lucic-wide", ["minimax", "non-saturating", "lsgan",
                                              "wasserstein", "wgan-gp", "hinge", "rpgan"],
