@@ -22,7 +22,7 @@ def grouping(table: pd.DataFrame, by: Sequence[str] | None = None,
         return table, [f for f in FACTORS if table[f].nunique() > 1] or ["loss"]
     columns = []
     for key in keys:
-        column = key if key in FACTORS else f"config.{key}"
+        column = key if key in table else f"config.{key}"  # a factor or column, or a config key
         if column not in table:
             if by:
                 known = [c.removeprefix("config.") for c in table if c.startswith("config.")]
