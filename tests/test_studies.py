@@ -25,7 +25,7 @@ def search_dir(tmp_path):
         study = tmp_path / f"lucic-wide-{loss}-mnist8-mlp"
         study.mkdir()
         (study / "study.json").write_text(json.dumps({
-            "study": study.name, "setting": [f"loss={loss}"], "metric": "fid",
+            "study": study.name, "setting": [f"loss={loss}"], "label": loss, "metric": "fid",
             "direction": "minimize", "searched": ["search.lr"], "n_trials": 4}))
         pd.DataFrame([{"number": i, "value": v, "params_search.lr": lr, "state": "COMPLETE",
                        "user_attrs_status": "diverged" if v == math.inf else "finished",

@@ -58,11 +58,11 @@ class Study:
         return f"steps{steps}" if steps else "full"
 
 
-def search_command(study: Study, sweep_dir: Path, steps: int | None, jobs: int, threads: int,
-                   wandb: str, extra: Sequence[str] = ()) -> list[str]:
+def search_command(study: Study, losses: Sequence[str], sweep_dir: Path, steps: int | None,
+                   jobs: int, threads: int, wandb: str, extra: Sequence[str] = ()) -> list[str]:
     parallel = ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={jobs}"] if jobs > 1 else []
     return [sys.executable, str(PROJECT_ROOT / "src" / "train.py"), "-m",
-            f"search={study.space}", "loss=" + ",".join(study.losses), *study.fixed, *extra,
+            f"search={study.space}", "loss=" + ",".join(losses), *study.fixed, *extra,
             *([f"trainer.max_steps={steps}"] if steps else []), f"trainer.threads={threads}",
             "trainer.progress_bar=false", f"logger.wandb.mode={wandb}",
             f"hydra.sweeper.n_trials={study.trials}", f"hydra.sweeper.n_jobs={jobs}",
@@ -95,11 +95,14 @@ def run_search(study: Study, out: Path, steps: int | None, jobs: int = 2, thread
     sweep_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     print(f"{study.name}: search, {study.trials} trials per loss, into {sweep_dir}", flush=True)
-    with open(sweep_dir / "search.log", "a") as log:
-        subprocess.run(search_command(study, sweep_dir, steps, jobs, threads, wandb, extra),
-                       stdout=log, stderr=subprocess.STDOUT, check=False)
-    if archived:
-        _copy_study(sweep_dir, archived, runs="archive")
+    for loss in study.losses:  # a study per call, archived as it ends: a stop loses one at most
+        with open(sweep_dir / "search.log", "a") as log:
+            subprocess.run(search_command(study, [loss], sweep_dir, steps, jobs, threads, wandb,
+                                          extra), stdout=log, stderr=subprocess.STDOUT,
+                           check=False)
+        if archived:
+            _copy_study(sweep_dir, archived, runs="archive")
+        print(f"  {loss}: {time.perf_counter() - started:.0f} s", flush=True)
     return time.perf_counter() - started
 
 

@@ -64,7 +64,7 @@ def load_search(sweep_dir: Path) -> Search | None:
             continue
         table = pd.read_csv(table_file)
         table = table[table["state"] == "COMPLETE"].copy()
-        setting = " · ".join(o.split("=", 1)[1] for o in study["setting"]) or study["study"]
+        setting = study.get("label") or study["study"]
         frames.append(table.assign(study=study["study"], setting=setting))
         metrics.add(study["metric"])
         directions.add(study["direction"])

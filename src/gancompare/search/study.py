@@ -126,6 +126,8 @@ class StudySweeperImpl(OptunaSweeperImpl):
         study_dir.mkdir(parents=True, exist_ok=True)
         (study_dir / STUDY_FILE).write_text(json.dumps({  # what scripts/compare.py reads
             "study": study.study_name, "setting": point, "metric": metric,
+            # how comparisons name it: the grid point's values, else its loss
+            "label": " · ".join(o.split("=", 1)[1] for o in point) or str(setting.loss.name),
             "direction": direction, "searched": sorted(distributions), "n_trials": self.n_trials},
             indent=2))
         log.info("Study %s (%s, %s %s): %d of %d trials done", study.study_name, self.storage,
