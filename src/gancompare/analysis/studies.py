@@ -29,6 +29,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from gancompare.analysis import intervals  # noqa: E402
+from gancompare.analysis.compare import _save  # noqa: E402  (one way to write a figure)
 from gancompare.search import STUDY_FILE, TRIALS_FILE  # noqa: E402
 
 VERDICT_COLOURS = {"stable": "#1a9850", "mode-collapse": "#fdae61",
@@ -123,14 +124,6 @@ def pairwise(groups: dict[str, np.ndarray], lower_is_better: bool) -> pd.DataFra
 def _palette(search: Search) -> dict[str, str]:
     return dict(zip(search.studies, sns.color_palette("tab10", len(search.studies)).as_hex(),
                     strict=False))
-
-
-def _save(fig: plt.Figure, out: Path, name: str) -> list[Path]:
-    paths = [out / f"{name}.pdf", out / f"{name}.png"]
-    for path in paths:
-        fig.savefig(path, dpi=150 if path.suffix == ".png" else None, bbox_inches="tight")
-    plt.close(fig)
-    return paths
 
 
 def plot_budget_curve(search: Search, out: Path) -> list[Path]:
