@@ -1,4 +1,4 @@
-"""The results page: tables as mean ± standard error beside the published figures, and the
+"""The results page: tables as mean [95 % interval] beside the published figures, and the
 reproduction command end to end on a tiny budget."""
 
 from __future__ import annotations
@@ -18,21 +18,24 @@ from gancompare.analysis.result_tables import pacgan_table1, tables
 from gancompare.analysis.results import metrics_table, plot_curves, reading, report_table
 
 
-def test_a_table_shows_mean_and_standard_error_beside_the_published_figure():
+def test_a_table_shows_mean_and_interval_beside_the_published_figure():
     table = pacgan_table1([0, 1, 2])
     runs = pd.DataFrame({
-        "data": ["ring8"] * 3 + ["grid25"] * 2, "variant": ["PacGAN2"] * 3 + ["GAN"] * 2,
-        "verdict": ["stable", "stable", "mode-collapse", "stable", "stable"],
-        "eval.mixture_modes": [6.0, 7.0, 8.0, 20.0, 22.0],
-        "eval.mixture_high_quality": [0.9, 0.8, 0.7, 0.5, 0.5],
-        "eval.mixture_reverse_kl": [0.1, 0.2, 0.3, 1.0, 1.0]})
+        "data": ["ring8"] * 3 + ["grid25"] * 3, "variant": ["PacGAN2"] * 3 + ["GAN"] * 3,
+        "verdict": ["stable", "stable", "mode-collapse", "stable", "stable", "stable"],
+        "eval.mixture_modes": [6.0, 7.0, 8.0, 20.0, 22.0, 21.0],
+        "eval.mixture_high_quality": [0.9, 0.8, 0.7, 0.5, 0.5, 0.5],
+        "eval.mixture_reverse_kl": [0.1, 0.2, 0.3, 1.0, 1.0, math.inf]})
     shown = metrics_table(runs, table).set_index("group")
     ring = shown.loc["ring8 · PacGAN2"]
     assert ring["runs"] == 3 and ring["verdicts"] == "2 stable, 1 mode-collapse"
-    assert ring["modes"] == f"7.0 ± {1 / math.sqrt(3):.1f}"  # s.e. = std / sqrt(n)
-    assert ring["high quality %"] == f"80.0 ± {10 / math.sqrt(3):.1f}"  # shown in percent
+    # percentile bootstrap of 3 values: a resample of three 6s has chance 1 / 27 = 3.7 %,
+    # more than the 2.5 % tail, so the interval is the range (3 seeds give no more)
+    assert ring["modes"] == "7.0 [6.0, 8.0]"
+    assert ring["high quality %"] == "80.0 [70.0, 90.0]"  # shown in percent
     assert ring["modes (published)"] == "7.9 ± 0.1"  # Lin et al. 2018, Table 1
-    assert shown.loc["grid25 · GAN", "reverse KL"] == "1.00 ± 0.00"
+    # an infinite reverse KL is left out of the mean and counted beside it
+    assert shown.loc["grid25 · GAN", "reverse KL"] == "1.00 [1.00, 1.00] (1 of 3 infinite)"
     assert shown.loc["grid25 · GAN", "reverse KL (published)"] == "0.70 ± 0.07"
 
 

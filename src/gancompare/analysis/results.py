@@ -28,6 +28,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from gancompare.analysis import intervals  # noqa: E402
 from gancompare.analysis.compare import (  # noqa: E402
     VERDICTS,
     compare,
@@ -50,7 +51,7 @@ METRICS = {
     "eval.class_coverage_fashion_cnn": ("classes", 1, 1),
 }
 # Curves of a table from its runs' epoch evaluations (metrics.csv column -> axis label),
-# mean ± s.e. over seeds.
+# the mean over seeds with its 95 % interval.
 CURVES = {
     "epoch/mixture_modes": "modes",
     "epoch/mixture_high_quality": "high quality (share)",
@@ -69,8 +70,9 @@ def group_labels(table: pd.DataFrame, by: Sequence[str]) -> pd.Series:
 
 
 def metrics_table(runs_table: pd.DataFrame, table: Table) -> pd.DataFrame:
-    """Per group: runs, verdict counts, and each metric as mean ± s.e. over the runs that
-    finished with it; the published figure beside where there is one."""
+    """Per group: runs, verdict counts, and each metric as the mean over the runs that finished
+    with it and its 95 % interval (analysis/intervals.py, as compare.py's tables); the
+    published figure beside where there is one."""
     frame = runs_table.assign(group=group_labels(runs_table, table.by))
     rows = []
     for group, runs in frame.groupby("group", sort=False):
@@ -81,23 +83,29 @@ def metrics_table(runs_table: pd.DataFrame, table: Table) -> pd.DataFrame:
         for column in table.metrics:
             heading, scale, decimals = METRICS[column]
             values = runs[column].dropna() * scale if column in runs else pd.Series(dtype=float)
-            row[heading] = mean_se(values, decimals)
+            row[heading] = mean_interval(values, decimals)
             if table.published:
                 row[f"{heading} (published)"] = published.get(heading, "–")
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def mean_se(values: pd.Series, decimals: int) -> str:
-    if values.empty:
-        return "–"
-    se = values.std(ddof=1) / math.sqrt(len(values)) if len(values) > 1 else float("nan")
-    return f"{values.mean():.{decimals}f}" + (f" ± {se:.{decimals}f}" if math.isfinite(se)
-                                              else "")
+def mean_interval(values: pd.Series, decimals: int) -> str:
+    """The finite values' mean [interval], and how many runs had no finite value (a reverse KL
+    of a run with no high-quality sample is infinite): left out of the mean, never hidden."""
+    infinite = int(values.isin([math.inf, -math.inf]).sum())
+    shown = intervals.mean(values.replace([math.inf, -math.inf], math.nan)).format(decimals)
+    return shown + (f" ({infinite} of {len(values)} infinite)" if infinite else "")
+
+
+def interval_bounds(values: pd.Series) -> tuple[float, float]:
+    """seaborn's band: the same bootstrap interval as the tables'."""
+    return intervals.mean(values.to_numpy()).interval()
 
 
 def plot_curves(runs, table: Table, out: Path) -> Path | None:
-    """The epoch evaluations' metrics against steps, mean ± s.e. over seeds, one line per group."""
+    """The epoch evaluations' metrics against steps, the mean over seeds with its 95 %
+    interval as a band, one line per group."""
     frame = runs.table.assign(group=group_labels(runs.table, table.by))
     long = []
     for row in frame.itertuples():
@@ -117,14 +125,15 @@ def plot_curves(runs, table: Table, out: Path) -> Path | None:
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.2), squeeze=False)
     for ax, metric in zip(axes[0], metrics, strict=True):
         sns.lineplot(data=data[data["metric"] == metric], x="step", y="value", hue="group",
-                     errorbar="se", ax=ax, marker="o", markersize=3)
+                     errorbar=interval_bounds, ax=ax, marker="o", markersize=3)
         ax.set(ylabel=CURVES[metric], xlabel="step")
         ax.grid(alpha=0.3)
         if ax.get_legend():
             ax.get_legend().remove()
     handles, names = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, names, loc="upper left", bbox_to_anchor=(1.0, 0.95), fontsize=8)
-    fig.suptitle(f"{table.title}: metrics at each evaluation, mean ± s.e. over seeds",
+    fig.suptitle(f"{table.title}: metrics at each evaluation, mean over seeds "
+                 "and its 95 % interval",
                  fontsize=10)
     fig.tight_layout()
     path = out / "curves.png"
@@ -248,6 +257,13 @@ Every number here comes from the project's own code: the runs are `src/train.py`
 verdicts `verdict.py`'s rules, the metrics `evaluation/`. `python scripts/reproduce.py <table>`
 trains what is missing of one table and rewrites its section; `make results` does every table.
 Run directories: `outputs/results/<table>/steps<budget>/`.
+
+Figures are the mean over seeds and its 95 % percentile bootstrap interval, `mean [low, high]`,
+computed one way everywhere (`analysis/intervals.py`: scipy.stats.bootstrap, 9,999 resamples,
+seeded). Read them for what they are: with 3 seeds the bootstrap interval is the seeds' range and
+holds the true mean about 75 % of the time, not 95 %; the studies' 5 seeds and 16 trials per loss
+give intervals that mean more. Published figures are quoted as their papers give them (mean ±
+std or s.e.).
 """
 
 
