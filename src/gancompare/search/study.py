@@ -137,12 +137,13 @@ class StudySweeperImpl(OptunaSweeperImpl):
         while True:
             resumed = self._stale(study, host)[: self.n_jobs]
             free = self.n_trials - self._done(study) - self._running(study)
-            fresh = [study.ask() for _ in range(max(0, min(self.n_jobs - len(resumed), free)))]
+            # ask(fixed_distributions) draws the space's values (optuna's public API, where
+            # the stock sweeper calls the private trial._suggest)
+            fresh = [study.ask(fixed_distributions=distributions)
+                     for _ in range(max(0, min(self.n_jobs - len(resumed), free)))]
             if not resumed and not fresh:
                 break
             for trial in fresh:
-                for name, distribution in distributions.items():
-                    trial._suggest(name, distribution)
                 if extend:
                     extend(setting, trial)
                 trial.set_user_attr("run", trial.number)
