@@ -8,12 +8,12 @@ import shutil
 import pandas as pd
 from omegaconf import OmegaConf
 
-from gancompare.analysis.result_studies import Study, reproduce_study
+from gancompare.analysis.result_studies import SEARCH_SEED, Study, reproduce_study, studies
 from gancompare.analysis.studies import load_search
 
 TINY = Study("study-tiny", "A tiny study", "lucic-wide", ["non-saturating", "hinge"],
              ["data=ring8", "model=mlp", "debug=fast", "eval.final_samples=400"], trials=2,
-             seeds=[0], default_steps=40, published={"hinge": "1.0 ± 0.1"},
+             seeds=[1], default_steps=40, published={"hinge": "1.0 ± 0.1"},
              published_heading="published KL")
 
 
@@ -27,20 +27,22 @@ def test_a_study_runs_its_three_phases_and_continues_from_its_archive(tmp_path):
     text = section.read_text()
     assert "## A tiny study" in text and "2 trials per loss, 4 trials in all" in text
     assert "### The best trial of each loss over 1 seeds" in text and "published KL" in text
+    # a fresh seed: the trials ran at seed 0, and seed 0 would repeat the run that won
+    assert "Seeds 1 (the trials ran at seed 0: the run that won is not among them)." in text
     for figure in ("budget_curve", "stability_map", "search_scores"):
         assert (docs / "results" / "study-tiny" / f"{figure}.png").is_file()
     # phase 2 ran each loss's best trial: its searched values are the seed runs' config
     for loss in TINY.losses:
         trials = search.trials[search.trials["setting"] == loss]
         best = trials.loc[trials["score"].fillna(float("inf")).idxmin()]
-        saved = OmegaConf.load(out / "study-tiny" / "steps40" / f"{loss}_s0" / ".hydra"
+        saved = OmegaConf.load(out / "study-tiny" / "steps40" / f"{loss}_s1" / ".hydra"
                                / "config.yaml")
-        assert saved.optimizer.d.lr == best["params_search.lr"] and saved.seed == 0
+        assert saved.optimizer.d.lr == best["params_search.lr"] and saved.seed == 1
         assert saved.optimizer.d_steps == best["params_optimizer.d_steps"]
     archived = archive / "study-tiny" / "steps40"
     assert (archived / "search" / "lucic-wide-hinge-ring8-mlp" / "trials.csv").is_file()
     assert (archived / "search" / "lucic-wide-hinge-ring8-mlp" / "trial1" / "summary.json") \
-        .is_file() and (archived / "hinge_s0" / "summary.json").is_file()
+        .is_file() and (archived / "hinge_s1" / "summary.json").is_file()
 
     # another machine: only the archive; the study is imported, nothing is trained again
     shutil.rmtree(out)
@@ -52,3 +54,9 @@ def test_a_study_runs_its_three_phases_and_continues_from_its_archive(tmp_path):
     restored = load_search(out / "study-tiny" / "steps40" / "search")
     pd.testing.assert_frame_equal(restored.trials[["setting", "value", "params_search.lr"]],
                                   search.trials[["setting", "value", "params_search.lr"]])
+
+
+def test_the_page_studies_retrain_their_winners_on_fresh_seeds():
+    for study in studies().values():
+        assert study.seeds == [1, 2, 3, 4, 5] and SEARCH_SEED not in study.seeds
+        assert study.trials >= 16  # issue 20: at least 16 trials per loss
