@@ -51,6 +51,11 @@ def test_the_automatic_reading_compares_groups_within_one_data_set():
     assert "Best modes on ring8: ring8 · GAN (8.0; worst ring8 · PacGAN2, 6.0)." in text
     assert "Best modes on grid25: grid25 · PacGAN2 (24.0; worst grid25 · GAN, 20.0)." in text
     assert "Best reverse KL on ring8: ring8 · GAN (0.10; worst ring8 · PacGAN2, 0.30)." in text
+    # groups that do not name the data (a setting column) still compare within one data set
+    table = dataclasses.replace(pacgan_table1([0]), by=["setting"])
+    text = reading(runs.assign(setting=runs["data"] + "_" + runs["variant"]), table)
+    assert "Best modes on ring8: ring8_GAN (8.0; worst ring8_PacGAN2, 6.0)." in text
+    assert "Best modes on grid25: grid25_PacGAN2 (24.0; worst grid25_GAN, 20.0)." in text
 
 
 def test_curves_need_two_evaluations_and_one_alone_draws_none(tmp_path):

@@ -231,8 +231,9 @@ def reading(runs_table: pd.DataFrame, table: Table) -> str:
     stable = frame.groupby("group", sort=False)["verdict"].apply(lambda v: (v == "stable").mean())
     sentences = ["Judged stable: " + ", ".join(f"{g} {share:.0%}" for g, share in
                                                 stable.items()) + "."]
-    # metrics compare within one data set only (8 modes on ring8 are all of them, not 25)
-    parts = (list(frame.groupby("data", sort=False)) if "data" in table.by
+    # metrics compare within one data set only (8 modes on ring8 are all of them, not 25),
+    # whether or not the table's groups name the data
+    parts = (list(frame.groupby("data", sort=False)) if "data" in frame
              and frame["data"].nunique() > 1 else [(None, frame)])
     for column in table.metrics:
         if column not in frame or frame[column].isna().all():
