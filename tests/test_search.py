@@ -46,7 +46,9 @@ def test_a_search_killed_after_its_first_trials_continues_from_its_study(tmp_pat
     while time.monotonic() < deadline:  # kill it (as a lost machine would) mid-trial
         time.sleep(0.5)
         assert first.poll() is None, "the search ended before it could be killed"
-        if (sweep_dir / "studies.db").is_file():
+        # the sweeper has made the database once it has launched trial 0; opening it earlier
+        # races the sweeper's own first write (both insert the schema's version row)
+        if (sweep_dir / STUDIES[0] / "trial0").is_dir():
             done = trials(sweep_dir, STUDIES[0])
             if sum(t.state.name == "COMPLETE" for t in done) >= 2 and done[-1].state.name \
                     == "RUNNING" and (sweep_dir / STUDIES[0] / f"trial{done[-1].number}").is_dir():
