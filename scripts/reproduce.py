@@ -7,7 +7,8 @@ writes its section of docs/results.md with small PNGs under docs/results/<table>
 `make results` runs) does every table in turn. Tables: pacgan-table1, pacgan-trend, stacked-mnist,
 losses-mnist8, losses-mnist8-shared, losses-fashion, scenarios, losses-mixtures,
 stabilisers-mnist8, stabilisers-mixtures, stabilisers-stacked; studies (Lucic et al.'s three
-phases: a search per loss, its best trial over seeds, the comparison): study-ring8,
+phases: a search per loss, its best trial over seeds beside the untuned control on the same
+seeds, the comparison): study-ring8,
 study-mnist8 (`--seeds` the second phase's seeds, `--only` a regex on the losses).
 
 `--only REGEX` trains and reports only the matching runs. `--steps` sets trainer.max_steps (the

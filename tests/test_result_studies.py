@@ -39,6 +39,18 @@ def test_a_study_runs_its_three_phases_and_continues_from_its_archive(tmp_path):
                                / "config.yaml")
         assert saved.optimizer.d.lr == best["params_search.lr"] and saved.seed == 1
         assert saved.optimizer.d_steps == best["params_optimizer.d_steps"]
+    # the control: each loss without the search (its own optimiser) at the same seed, paired
+    for loss, beta1 in (("non-saturating", 0.5), ("hinge", 0.0)):
+        control = OmegaConf.load(out / "study-tiny-control" / "steps40" / f"{loss}_s1"
+                                 / ".hydra" / "config.yaml")
+        assert control.optimizer.name != "lucic-wide" and control.seed == 1
+        assert control.optimizer.d.betas[0] == beta1  # DCGAN's and SN-GAN's
+    header = next(line for line in text.splitlines() if line.startswith("| loss"))
+    assert [c.strip() for c in header.strip("|").split("|")] == [
+        "loss", "seeds", "mixture_reverse_kl", "stable share", "control mixture_reverse_kl",
+        "control stable share", "P(tuned better)", "published KL"]
+    assert "at the same seeds." in text and "(not trained yet)" not in text
+    assert (archive / "study-tiny-control" / "steps40" / "hinge_s1" / "summary.json").is_file()
     archived = archive / "study-tiny" / "steps40"
     assert (archived / "search" / "lucic-wide-hinge-ring8-mlp" / "trials.csv").is_file()
     assert (archived / "search" / "lucic-wide-hinge-ring8-mlp" / "trial1" / "summary.json") \

@@ -291,10 +291,12 @@ def plot_final_metrics(runs: Runs, factors: Sequence[str], out: Path,
                     showfliers=False, ax=ax)
         state = np.random.get_state()  # seaborn jitters from numpy's global stream:
         np.random.seed(0)  # seeded, a figure redrawn from the same runs is the same file
-        sns.stripplot(data=data, x="group", y=f"eval.{metric}", order=groups, hue="loss",
-                      palette=colours(table), size=5, edgecolor="black", linewidth=0.4,
-                      legend=False, ax=ax)
-        np.random.set_state(state)
+        try:
+            sns.stripplot(data=data, x="group", y=f"eval.{metric}", order=groups, hue="loss",
+                          palette=colours(table), size=5, edgecolor="black", linewidth=0.4,
+                          legend=False, ax=ax)
+        finally:
+            np.random.set_state(state)
         ax.tick_params(axis="x", labelrotation=45, labelsize=8)
         ax.set(xlabel="", ylabel=metric, title=title + {"lower": " (↓ better)",
                                                          "higher": " (↑ better)"}.get(better, ""))

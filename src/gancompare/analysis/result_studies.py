@@ -8,9 +8,12 @@
    The trials run at seed 0 and the seeds are fresh ones (1-5), as Lucic et al. retrain the
    best setting on new seeds: seed 0 would repeat the very run that won the search, the one
    draw picked for being lucky.
+   Beside it, the control: each loss at the point it gets without a search (its loss file's
+   own optimiser and D steps, the study's fixed overrides) over the same seeds, so tuned and
+   untuned runs are paired seed by seed.
 3. **Comparison.** Per loss the metric over seeds with its interval, the share judged stable,
-   P(A better than B), the search's budget curve and stability map, beside the published
-   figures: docs/results/<study>.md.
+   the control's, P(tuned seed better than the control's), P(A better than B), the search's
+   budget curve and stability map, beside the published figures: docs/results/<study>.md.
 
 The search's small files (each study's study.json, trials.csv, distributions.json and every
 trial's run files) are archived under results/runs/<study>/<budget>/search as they finish, so
@@ -133,19 +136,45 @@ def seeds_table(study: Study, search: Search) -> Table:
     return Table(study.name, study.title, runs, by=["loss"], metrics=[], default_steps=None)
 
 
-def seed_comparison(runs_table: pd.DataFrame, metric: str, lower_is_better: bool,
-                    published: dict[str, str]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per loss: the metric's mean over seeds with its interval, the share judged stable, the
-    published figure; and P(loss A's seed scores better than B's)."""
+def control_table(study: Study) -> Table:
+    """Phase 2's control: each loss without the search (its own optimiser and D steps) over
+    the same seeds as its best trial."""
+    runs = {f"{loss}_s{seed}": [f"loss={loss}", *study.fixed, f"seed={seed}"]
+            for seed in study.seeds for loss in study.losses}
+    return Table(f"{study.name}-control", f"{study.title}: the control", runs, by=["loss"],
+                 metrics=[], default_steps=None)
+
+
+def _metric_values(runs_table: pd.DataFrame, metric: str) -> dict[str, np.ndarray]:
     column = next(c for c in runs_table if c == f"eval.{metric}" or
                   c.startswith(f"eval.{metric}_") and "_std_" not in c)
+    values = runs_table[column].replace([np.inf, -np.inf], np.nan)
+    return {loss: values[part.index].to_numpy(dtype=float)
+            for loss, part in runs_table.groupby("loss", sort=False)}
+
+
+def seed_comparison(runs_table: pd.DataFrame, metric: str, lower_is_better: bool,
+                    published: dict[str, str], control: pd.DataFrame | None = None
+                    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per loss: the metric's mean over seeds with its interval, the share judged stable, the
+    control's two (its runs without the search) and P(a tuned seed scores better than a
+    control seed), the published figure; and P(loss A's seed scores better than B's)."""
+    tuned = _metric_values(runs_table, metric)
+    untuned = _metric_values(control, metric) if control is not None else {}
     rows, groups = [], {}
     for loss, part in runs_table.groupby("loss", sort=False):
-        values = part[column].replace([np.inf, -np.inf], np.nan).to_numpy(dtype=float)
+        values = tuned[loss]
         groups[loss] = values[~np.isnan(values)]
-        rows.append({"loss": loss, "seeds": len(part), metric: str(intervals.mean(values)),
-                     "stable share": str(intervals.share(part["verdict"] == "stable")),
-                     "published": published.get(loss, "")})
+        row = {"loss": loss, "seeds": len(part), metric: str(intervals.mean(values)),
+               "stable share": str(intervals.share(part["verdict"] == "stable"))}
+        if loss in untuned:
+            base = untuned[loss]
+            row |= {f"control {metric}": str(intervals.mean(base)),
+                    "control stable share": str(intervals.share(
+                        control.loc[control["loss"] == loss, "verdict"] == "stable")),
+                    "P(tuned better)": str(intervals.probability_better(
+                        groups[loss], base[~np.isnan(base)], lower_is_better))}
+        rows.append({**row, "published": published.get(loss, "")})
     return pd.DataFrame(rows), pairwise(groups, lower_is_better)
 
 
@@ -157,7 +186,8 @@ def search_minutes(sweep_dir: Path) -> float:
 
 
 def report_study(study: Study, out: Path, steps: int | None, docs: Path, command: str,
-                 seeds_runs: pd.DataFrame | None) -> Path:
+                 seeds_runs: pd.DataFrame | None, control_runs: pd.DataFrame | None = None
+                 ) -> Path:
     """Phase 3: docs/results/<study>.md and its figures."""
     sweep_dir = Path(out) / study.name / study.budget(steps) / "search"
     search = load_search(sweep_dir)
@@ -180,12 +210,16 @@ def report_study(study: Study, out: Path, steps: int | None, docs: Path, command
               f"![stability map]({study.name}/stability_map.png)", ""]
     if seeds_runs is not None and len(seeds_runs):
         table, pairs = seed_comparison(seeds_runs, search.metric, search.lower_is_better,
-                                       study.published)
+                                       study.published, control_runs)
         table = table.rename(columns={"published": study.published_heading or "published"})
         fresh = "" if SEARCH_SEED in study.seeds else (
             f" (the trials ran at seed {SEARCH_SEED}: the run that won is not among them)")
         lines += [f"### The best trial of each loss over {len(study.seeds)} seeds", "",
-                  f"Seeds {', '.join(map(str, study.seeds))}{fresh}.", "",
+                  f"Seeds {', '.join(map(str, study.seeds))}{fresh}. The control: each loss "
+                  "without the search (its loss file's own optimiser and D steps, "
+                  f"`{' '.join(study.fixed)}`) at the same seeds"
+                  + ("" if control_runs is not None and len(control_runs) else
+                     " (not trained yet)") + ".", "",
                   table.to_markdown(index=False), "",
                   "P(a seed of the row's loss scores better than one of the column's):", "",
                   pairs.to_markdown(), ""]
@@ -236,12 +270,17 @@ def reproduce_study(study: Study, out: Path, steps: int | None, docs: Path, comm
         print(f"{study.name}: seed {SEARCH_SEED} is the search's own; its run of the best trial "
               "is the one the search picked, and biases the comparison (use fresh --seeds)",
               flush=True)
-    seeds = seeds_table(study, search)
+    seeds, control = seeds_table(study, search), control_table(study)
     if not report_only:
-        train_table(seeds, out, steps, jobs, threads, wandb, extra, batch_seeds, archive)
-    root = budget_dir(out, seeds, steps)
-    done = [name for name in seeds.runs if is_done(root / name)]
-    runs = load_local(root).table if done else None
-    if runs is not None:
-        runs = runs[runs["run"].str.rsplit("/", n=1).str[-1].isin(done)]
-    return report_study(study, out, steps, docs, command, runs)
+        for table in (seeds, control):
+            train_table(table, out, steps, jobs, threads, wandb, extra, batch_seeds, archive)
+
+    def finished(table: Table) -> pd.DataFrame | None:
+        root = budget_dir(out, table, steps)
+        done = [name for name in table.runs if is_done(root / name)]
+        if not done:
+            return None
+        runs = load_local(root).table
+        return runs[runs["run"].str.rsplit("/", n=1).str[-1].isin(done)]
+
+    return report_study(study, out, steps, docs, command, finished(seeds), finished(control))
