@@ -67,6 +67,12 @@ def test_a_study_runs_its_three_phases_and_continues_from_its_archive(tmp_path):
     pd.testing.assert_frame_equal(restored.trials[["setting", "value", "params_search.lr"]],
                                   search.trials[["setting", "value", "params_search.lr"]])
 
+    # a hand-written reading of the study is kept in its section across rewrites
+    (docs / "results" / "study-tiny-discussion.md").write_text("**Reading.** Hinge wins.\n")
+    reported = reproduce_study(TINY, out, 40, docs, "python scripts/reproduce.py study-tiny",
+                               jobs=1, archive=archive, report_only=True).read_text()
+    assert reported.startswith(text.rstrip("\n")) and "**Reading.** Hinge wins." in reported
+
 
 def test_the_page_studies_retrain_their_winners_on_fresh_seeds():
     for study in studies().values():

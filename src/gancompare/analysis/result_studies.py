@@ -223,6 +223,9 @@ def report_study(study: Study, out: Path, steps: int | None, docs: Path, command
                   table.to_markdown(index=False), "",
                   "P(a seed of the row's loss scores better than one of the column's):", "",
                   pairs.to_markdown(), ""]
+    discussion = Path(docs) / "results" / f"{study.name}-discussion.md"
+    if discussion.is_file():  # written by hand about these runs; kept across rewrites
+        lines += [discussion.read_text().strip(), ""]
     section = Path(docs) / "results" / f"{study.name}.md"
     section.write_text("\n".join(lines) + "\n")
     return section
