@@ -47,3 +47,11 @@ def test_the_budget_curve_is_the_expected_best_of_k_trials():
     assert 1.0 <= band.low < band.value < band.high <= 9.0
     with pytest.raises(ValueError, match="a budget of 6 trials out of 5"):
         intervals.expected_best(trials, 6, True)
+
+
+def test_a_column_is_shown_to_three_digits_of_its_typical_value():
+    assert intervals.decimals_for([214.9, 15.2, 16.9]) == 1  # median 16.9
+    assert intervals.decimals_for([240.0, 310.0, math.inf]) == 0
+    assert intervals.decimals_for([0.44, 0.21, 0.69, math.nan]) == 3  # 0.440
+    assert intervals.decimals_for([0.0012, 0.003]) == 4  # capped: no more than 4 places
+    assert intervals.decimals_for([math.inf]) == 2  # nothing finite to go by

@@ -64,7 +64,10 @@ def test_the_figures_and_the_pairwise_table_are_written(search_dir, tmp_path):
     assert "| hinge |                  | 0.6562 [" in pairwise
     assert "| lsgan | 0.3438 [" in pairwise
     shown = (tmp_path / "out" / "search_table.md").read_text()
-    assert "| hinge   |        4 |        3 | 0.5 [0, 1]     |     10 | 32.5 [15, 50] " in shown
+    # one precision per column: three digits of the typical FID, two places for the share
+    row = next(line for line in shown.splitlines() if line.startswith("| hinge"))
+    assert [c.strip() for c in row.strip("|").split("|")][:6] == [
+        "hinge", "4", "3", "0.50 [0.00, 1.00]", "10.0", "32.5 [15.0, 50.0]"]
 
 
 def test_a_sweep_that_is_not_a_search_has_no_studies(tmp_path):

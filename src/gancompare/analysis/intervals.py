@@ -58,6 +58,16 @@ def _bootstrap(samples: Sequence[np.ndarray], statistic: Callable, value: float)
     return Estimate(value, float(low), float(high))
 
 
+def decimals_for(values: Sequence[float], digits: int = 3) -> int:
+    """The decimal places that show a typical value of `values` (the median magnitude of the
+    finite ones) to `digits` significant digits: one column, one precision."""
+    x = np.abs(np.asarray(values, dtype=float))
+    x = x[np.isfinite(x) & (x > 0)]
+    if not len(x):
+        return 2
+    return int(min(4, max(0, digits - 1 - math.floor(math.log10(np.median(x))))))
+
+
 def mean(values: Sequence[float]) -> Estimate:
     """The mean and its interval (NaN values left out)."""
     x = np.asarray(values, dtype=float)

@@ -161,17 +161,18 @@ def seed_comparison(runs_table: pd.DataFrame, metric: str, lower_is_better: bool
     control seed), the published figure; and P(loss A's seed scores better than B's)."""
     tuned = _metric_values(runs_table, metric)
     untuned = _metric_values(control, metric) if control is not None else {}
+    places = intervals.decimals_for(np.concatenate([*tuned.values(), *untuned.values()]))
     rows, groups = [], {}
     for loss, part in runs_table.groupby("loss", sort=False):
         values = tuned[loss]
         groups[loss] = values[~np.isnan(values)]
-        row = {"loss": loss, "seeds": len(part), metric: str(intervals.mean(values)),
-               "stable share": str(intervals.share(part["verdict"] == "stable"))}
+        row = {"loss": loss, "seeds": len(part), metric: intervals.mean(values).format(places),
+               "stable share": intervals.share(part["verdict"] == "stable").format(2)}
         if loss in untuned:
             base = untuned[loss]
-            row |= {f"control {metric}": str(intervals.mean(base)),
-                    "control stable share": str(intervals.share(
-                        control.loc[control["loss"] == loss, "verdict"] == "stable")),
+            row |= {f"control {metric}": intervals.mean(base).format(places),
+                    "control stable share": intervals.share(
+                        control.loc[control["loss"] == loss, "verdict"] == "stable").format(2),
                     "P(tuned better)": str(intervals.probability_better(
                         groups[loss], base[~np.isnan(base)], lower_is_better))}
         rows.append({**row, "published": published.get(loss, "")})
@@ -220,7 +221,7 @@ def report_study(study: Study, out: Path, steps: int | None, docs: Path, command
                   f"`{' '.join(study.fixed)}`) at the same seeds"
                   + ("" if control_runs is not None and len(control_runs) else
                      " (not trained yet)") + ".", "",
-                  table.to_markdown(index=False), "",
+                  table.to_markdown(index=False, disable_numparse=True), "",
                   "P(a seed of the row's loss scores better than one of the column's):", "",
                   pairs.to_markdown(), ""]
     discussion = Path(docs) / "results" / f"{study.name}-discussion.md"

@@ -209,8 +209,12 @@ def write_search(search: Search, out: Path) -> list[Path]:
             f"({intervals.RESAMPLES} resamples); scored: trials with a finite metric; a trial "
             "without one (diverged, failed, no sample near a mode) scores the worst "
             "finite value of the comparison.\n\n")
-    (out / "search_table.md").write_text(note + table.astype(str).to_markdown(index=False)
-                                         + "\n")
+    places = intervals.decimals_for(search.trials["score"])
+    shown = table.apply(lambda column: column.map(lambda cell: cell.format(
+        2 if column.name == "stable share" else places)
+        if isinstance(cell, intervals.Estimate) else cell))
+    (out / "search_table.md").write_text(
+        note + shown.to_markdown(index=False, disable_numparse=True) + "\n")
     groups = {s: search.trials.loc[search.trials["setting"] == s, "score"].to_numpy()
               for s in search.studies}
     (out / "pairwise.md").write_text(
