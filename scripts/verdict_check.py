@@ -4,6 +4,7 @@
   (look at DIR/sheet*.png, write each run's verdict into DIR/labels.csv's `label` column:
    stable, mode-collapse, convergence-failure or diverged)
   python scripts/verdict_check.py score DIR                    # agreement, confusion, misses
+  python scripts/verdict_check.py rejudge ROOT [--rule RULE]   # verdicts again, today's rules
 
 ROOT is any directory of runs: a search's sweep directory (outputs/searches/<space>), a table's
 runs (outputs/results/<table>/steps<budget>). The sample is seeded (`--seed`), so a second check
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from gancompare.analysis.verdict_check import VERDICTS_FILE, draw, score
+from gancompare.analysis.verdict_check import VERDICTS_FILE, draw, rejudge, score
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,6 +34,12 @@ def main(argv: list[str] | None = None) -> int:
                          help="an earlier sample's directory: its runs are not drawn again")
     scoring = commands.add_parser("score", help="agreement of the labels with the verdicts")
     scoring.add_argument("out", type=Path)
+    rejudging = commands.add_parser("rejudge", help="every finished run's verdict again under "
+                                    "today's rules (summary.json updated; needs checkpoints)")
+    rejudging.add_argument("root", type=Path)
+    rejudging.add_argument("--rule", default=None,
+                           help="only the runs whose verdict came from this rule (a rule made "
+                                "stricter can change only those)")
     args = parser.parse_args(argv)
     try:
         if args.command == "draw":
@@ -41,6 +48,12 @@ def main(argv: list[str] | None = None) -> int:
             sample = draw(args.root, args.out, args.n, args.seed, exclude=exclude)
             print(f"{len(sample)} runs drawn into {args.out}: label them in "
                   f"{args.out / 'labels.csv'}")
+            return 0
+        if args.command == "rejudge":
+            changed = rejudge(args.root, args.rule)
+            print(f"{len(changed)} verdicts changed under {args.root}")
+            if len(changed):
+                print(changed.to_markdown(index=False))
             return 0
         agreement, confusion, misses = score(args.out)
     except (ValueError, OSError) as error:

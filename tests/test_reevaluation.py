@@ -8,6 +8,7 @@ import json
 import pytest
 from conftest import make_cfg, read_csv, run_cli
 
+from gancompare.reevaluation import rejudge_run
 from gancompare.training import train
 
 
@@ -174,3 +175,22 @@ def test_a_run_saved_before_the_regularizer_group_and_targets_re_evaluates_to_it
     for key, value in summary["eval"].items():
         if key != "eval_seconds":
             assert again[key] == pytest.approx(value, rel=1e-9), key
+
+
+def test_a_run_is_judged_again_under_todays_rules_with_its_own_verdict_overrides(tmp_path):
+    summary = train(make_cfg("model=mlp", debug="eval"), tmp_path)  # 5 steps: noise
+    assert (summary["verdict"], summary["verdict_evidence"]["rule"]) == (
+        "convergence-failure", "off-manifold")
+    again = rejudge_run(tmp_path)  # the rules have not changed: the same verdict
+    assert again["verdict_evidence"] == json.loads(json.dumps(summary["verdict_evidence"]))
+    assert again["verdict_before"] == "convergence-failure"
+    # a run started with `verdict.precision_min=0` keeps that threshold when judged again:
+    # off-manifold cannot fire, and its near-duplicates make it a mode collapse
+    (tmp_path / ".hydra").mkdir()
+    (tmp_path / ".hydra" / "overrides.yaml").write_text(
+        "- model=mlp\n- verdict.precision_min=0.0\n")
+    after = rejudge_run(tmp_path)
+    assert (after["verdict"], after["verdict_evidence"]["rule"]) == ("mode-collapse",
+                                                                   "few-distinct")
+    assert after["verdict_before"] == "convergence-failure"  # the first verdict is kept
+    assert json.loads((tmp_path / "summary.json").read_text())["verdict"] == "mode-collapse"

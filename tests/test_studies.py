@@ -72,3 +72,15 @@ def test_the_figures_and_the_pairwise_table_are_written(search_dir, tmp_path):
 
 def test_a_sweep_that_is_not_a_search_has_no_studies(tmp_path):
     assert load_search(tmp_path) is None
+
+
+def test_a_trial_rejudged_in_its_run_directory_gives_its_new_verdict(search_dir):
+    table_file = search_dir / "lucic-wide-hinge-mnist8-mlp" / "trials.csv"
+    table = pd.read_csv(table_file).assign(user_attrs_run=[0, 1, 2, 3, 4])
+    table.to_csv(table_file, index=False)
+    run = search_dir / "lucic-wide-hinge-mnist8-mlp" / "trial1"
+    run.mkdir()
+    (run / "summary.json").write_text(json.dumps({"status": "finished", "verdict": "stable"}))
+    verdicts = load_search(search_dir).trials.set_index(["setting", "number"])["verdict"]
+    assert verdicts[("hinge", 1)] == "stable"  # the summary's, not the sweeper's mode-collapse
+    assert verdicts[("hinge", 0)] == "stable" and verdicts[("hinge", 3)] == "diverged"

@@ -50,10 +50,20 @@ def test_d_winning_for_good_is_a_convergence_failure_from_its_onset():
     assert brief["verdict"] == "stable"
 
 
-def test_a_climbing_generator_loss_is_a_convergence_failure():
+def test_a_climbing_generator_loss_is_a_convergence_failure_while_d_spots_the_fakes():
     g = np.linspace(2, 12, 450)
-    result = judge(history(g_loss=g), HEALTHY, critic=False, divergence=None, rules=RULES)
+    result = judge(history(g_loss=g, acc_fake=0.95), HEALTHY, critic=False, divergence=None,
+                   rules=RULES)
     assert (result["verdict"], result["rule"]) == ("convergence-failure", "g-loss-climbing")
+    # the same mean G loss while D is fooled by a quarter of the fakes: a heavy tail of
+    # confidently rejected samples (the search's best non-saturating trial), not a lost G
+    fooled = judge(history(g_loss=g, acc_fake=0.75), HEALTHY, critic=False, divergence=None,
+                   rules=RULES)
+    assert fooled["verdict"] == "stable"
+    spotted_late = np.where(np.arange(450) < 400, 0.5, 0.95)  # the last fifth of the window
+    late = judge(history(g_loss=g, d_acc_fake=spotted_late), HEALTHY, critic=False,
+                 divergence=None, rules=RULES)
+    assert late["rule"] == "g-loss-climbing"
 
 
 def test_noise_samples_are_a_convergence_failure_for_any_loss():

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from gancompare import PROJECT_ROOT
 from gancompare.build import Built, build
@@ -23,6 +23,7 @@ from gancompare.evaluation.verdict import judge
 from gancompare.run import checkpoint
 from gancompare.run.run_dir import columns, flat_summary, read_rows, write_summary
 from gancompare.run.tracking import WandbRun
+from gancompare.schema import VerdictSchema
 from gancompare.step.gan import GAN
 from gancompare.step.phases import frozen
 
@@ -80,6 +81,37 @@ def evaluate_run(run_dir: Path, checkpoint_path: Path | None = None, samples: in
                      cfg.logger.wandb.get("name") or run_dir.name, cfg.logger.wandb.get("group"))
     wandb.summary(flat_summary(summary))
     wandb.finish()
+    return summary
+
+
+def current_rules(run_dir: Path) -> DictConfig:
+    """The verdict rules of today (conf/verdict/default.yaml) with the run's own `verdict.*`
+    overrides of its command line."""
+    rules = OmegaConf.merge(OmegaConf.structured(VerdictSchema),
+                            OmegaConf.load(PROJECT_ROOT / "conf" / "verdict" / "default.yaml"))
+    overrides_file = Path(run_dir) / ".hydra" / "overrides.yaml"
+    own = [o.removeprefix("verdict.") for o in (OmegaConf.load(overrides_file)
+                                                 if overrides_file.is_file() else [])
+           if str(o).startswith("verdict.")]
+    return OmegaConf.merge(rules, OmegaConf.from_dotlist(own))
+
+
+def rejudge_run(run_dir: Path, device: str | None = None) -> dict[str, Any]:
+    """A finished run's verdict again under today's rules (`current_rules`), from its curves
+    and final figures (rebuilt from its last checkpoint for what the rules need to know of it:
+    critic or not, the data set's modes or classes). summary.json is updated, the first verdict
+    it replaces kept as `verdict_before`. A diverged or unevaluated run keeps its verdict."""
+    run_dir = Path(run_dir)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    if summary.get("status") != "finished" or not summary.get("eval"):
+        return summary
+    built, _, _ = load_run(run_dir, device=device)
+    verdict = judge(columns(read_rows(run_dir / "metrics.csv")), summary["eval"],
+                    critic=not built.gan.objective.has_accuracy, divergence=None,
+                    rules=current_rules(run_dir), known=built.evaluator.known)
+    summary.setdefault("verdict_before", summary["verdict"])
+    summary.update({"verdict": verdict["verdict"], "verdict_evidence": verdict})
+    write_summary(run_dir, summary)
     return summary
 
 

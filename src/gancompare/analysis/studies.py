@@ -65,6 +65,10 @@ def load_search(sweep_dir: Path) -> Search | None:
             continue
         table = pd.read_csv(table_file)
         table = table[table["state"] == "COMPLETE"].copy()
+        if "user_attrs_run" in table:
+            table["user_attrs_verdict"] = [
+                _run_verdict(file.parent, run, verdict) for run, verdict
+                in zip(table["user_attrs_run"], table["user_attrs_verdict"], strict=True)]
         setting = study.get("label") or study["study"]
         frames.append(table.assign(study=study["study"], setting=setting))
         metrics.add(study["metric"])
@@ -82,6 +86,15 @@ def load_search(sweep_dir: Path) -> Search | None:
     trials["score"] = capped_scores(trials["value"], search.lower_is_better)
     trials["scored_worst"] = ~np.isfinite(trials["value"].astype(float))
     return search
+
+
+def _run_verdict(study_dir: Path, run: float, recorded: str) -> str:
+    """A trial's verdict from its run's summary.json where there is one (rejudged runs say
+    today's), else the one the sweeper recorded when the trial ended."""
+    summary = study_dir / f"trial{int(run)}" / "summary.json" if pd.notna(run) else None
+    if summary is None or not summary.is_file():
+        return recorded
+    return json.loads(summary.read_text()).get("verdict", recorded)
 
 
 def capped_scores(values: pd.Series, lower_is_better: bool) -> pd.Series:

@@ -98,3 +98,22 @@ def score(out: Path) -> tuple[intervals.Estimate, pd.DataFrame, pd.DataFrame]:
     agree = both["label"] == both["verdict"]
     confusion = pd.crosstab(both["label"].rename("reader"), both["verdict"].rename("rules"))
     return intervals.share(agree.to_numpy()), confusion, both[~agree]
+
+
+def rejudge(root: Path, rule: str | None = None) -> pd.DataFrame:
+    """Every judged run under `root` (whose verdict came from `rule`, if given) judged again
+    under today's rules (reevaluation.rejudge_run); returns the runs whose verdict changed:
+    run, before, after, rule."""
+    from gancompare.reevaluation import rejudge_run
+
+    runs = finished_runs(root)
+    if rule is not None:
+        runs = runs[runs["rule"] == rule]
+    changed = []
+    for row in runs.itertuples():
+        after = rejudge_run(Path(root) / row.run)
+        if after["verdict"] != row.verdict or after["verdict_evidence"]["rule"] != row.rule:
+            changed.append({"run": row.run, "before": f"{row.verdict} ({row.rule})",
+                            "after": f"{after['verdict']} ({after['verdict_evidence']['rule']})",
+                            "reason": after["verdict_evidence"]["reason"]})
+    return pd.DataFrame(changed, columns=["run", "before", "after", "reason"])

@@ -4,7 +4,7 @@ Rules, checked in this order (thresholds in `conf/verdict/default.yaml`):
 1. diverged: a loss became NaN or Inf.
 2. convergence-failure, from the curves over the judged window (the last part of training):
    - `d-wins`: D loss ~0 with D accuracy ~100 % on real and fake, sustained;
-   - `g-loss-climbing`: G loss high and still rising;
+   - `g-loss-climbing`: G loss high and still rising while D spots its samples;
    or from the samples: `off-manifold` (precision and density ~0: noise images).
 3. mode-collapse, from coverage: `few-distinct` (many near-duplicate samples), `low-coverage`
    (PRDC coverage), `missing-classes` (class count), `missing-modes` (2-D mixture or Stacked
@@ -107,7 +107,12 @@ def judge(history: Mapping[str, np.ndarray], figures: Mapping[str, float], criti
         tail = g_loss[-max(1, len(g_loss) // 5):]
         slope = float(np.polyfit(steps, g_loss, 1)[0]) if len(steps) > 1 else 0.0
         evidence["g_loss_end"], evidence["g_loss_slope"] = float(tail.mean()), slope
-        if not critic and tail.mean() > rules["g_loss_climbing_min"] and slope > 0:
+        # G losing for good is D rejecting its samples: a high mean G loss while D is fooled by
+        # a share of fakes is a heavy tail of confidently rejected ones, not a lost G
+        spotted = float(history["d_acc_fake"][window][-len(tail):].mean()) if not critic \
+            else 0.0
+        if not critic and tail.mean() > rules["g_loss_climbing_min"] and slope > 0 \
+                and spotted >= rules["d_acc_fake_min"]:
             return verdict("convergence-failure", "g-loss-climbing",
                            f"G loss at {tail.mean():.2f} and still rising "
                            f"({slope * 100:+.2f} per 100 steps)", int(steps[0]),
