@@ -14,12 +14,13 @@ on other runs is `--seed 1` with the first sample's runs left out by hand or by 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
 import pandas as pd
 
-from gancompare.analysis.verdict_check import VERDICTS_FILE, draw, rejudge, score
+from gancompare.analysis.verdict_check import VERDICTS_FILE, draw, finished_runs, rejudge, score
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,8 +31,11 @@ def main(argv: list[str] | None = None) -> int:
     drawing.add_argument("--n", type=int, default=30, help="runs in the sample")
     drawing.add_argument("--seed", type=int, default=0)
     drawing.add_argument("--out", type=Path, required=True)
-    drawing.add_argument("--exclude", type=Path, default=None,
-                         help="an earlier sample's directory: its runs are not drawn again")
+    drawing.add_argument("--exclude", type=Path, default=None, action="append",
+                         help="an earlier sample's directory: its runs are not drawn again "
+                              "(repeatable)")
+    drawing.add_argument("--only", default=None, metavar="REGEX",
+                         help="draw only from the runs whose path under ROOT matches")
     scoring = commands.add_parser("score", help="agreement of the labels with the verdicts")
     scoring.add_argument("out", type=Path)
     rejudging = commands.add_parser("rejudge", help="every finished run's verdict again under "
@@ -43,8 +47,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "draw":
-            exclude = (set(pd.read_csv(args.exclude / VERDICTS_FILE)["run"]) if args.exclude
-                       else set())
+            exclude = {run for previous in args.exclude or []
+                       for run in pd.read_csv(previous / VERDICTS_FILE)["run"]}
+            if args.only:
+                exclude |= {run for run in finished_runs(args.root)["run"]
+                            if not re.search(args.only, run)}
             sample = draw(args.root, args.out, args.n, args.seed, exclude=exclude)
             print(f"{len(sample)} runs drawn into {args.out}: label them in "
                   f"{args.out / 'labels.csv'}")
