@@ -38,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
                          help="draw only from the runs whose path under ROOT matches")
     scoring = commands.add_parser("score", help="agreement of the labels with the verdicts")
     scoring.add_argument("out", type=Path)
+    scoring.add_argument("--now", type=Path, default=None, metavar="ROOT",
+                         help="score against the verdicts the runs under ROOT have today "
+                              "(after rejudge), not those at the draw")
     rejudging = commands.add_parser("rejudge", help="every finished run's verdict again under "
                                     "today's rules (summary.json updated; needs checkpoints)")
     rejudging.add_argument("root", type=Path)
@@ -62,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
             if len(changed):
                 print(changed.to_markdown(index=False))
             return 0
-        agreement, confusion, misses = score(args.out)
+        agreement, confusion, misses = score(args.out, args.now)
     except (ValueError, OSError) as error:
         print(f"verdict_check: {error}", file=sys.stderr)
         return 2

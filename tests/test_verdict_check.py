@@ -87,6 +87,17 @@ def test_the_script_draws_scores_and_refuses_with_one_line(tmp_path):
     scored = run_cli("scripts/verdict_check.py", "score", str(out))
     assert scored.returncode == 0 and "Agreement: 0.60 [" in scored.stdout
     assert "rule1" in scored.stdout and "rule2" in scored.stdout  # the two misses' rules
+    # a rule fixed and the runs judged again: the same labels against today's verdicts
+    changed = tmp_path / "runs" / "a" / "trial1" / "summary.json"
+    changed.write_text(json.dumps({**json.loads(changed.read_text()), "verdict": "stable",
+                                   "verdict_evidence": {"rule": "none", "reason": "fixed"}}))
+    now = run_cli("scripts/verdict_check.py", "score", str(out), "--now", str(tmp_path / "runs"))
+    assert now.returncode == 0 and "Agreement: 0.80 [" in now.stdout
+    only = run_cli("scripts/verdict_check.py", "draw", str(tmp_path / "runs"), "--n", "3",
+                   "--only", "^b/", "--out", str(tmp_path / "b"))
+    assert only.returncode == 0
+    assert set(pd.read_csv(tmp_path / "b" / VERDICTS_FILE)["run"]) == {
+        "b/trial0", "b/trial1", "b/trial2"}
     again = run_cli("scripts/verdict_check.py", "draw", str(tmp_path / "runs"), "--out", str(out))
     assert again.returncode == 2 and "Traceback" not in again.stderr
     assert again.stderr.count("\n") == 1 and "labels.csv exists" in again.stderr

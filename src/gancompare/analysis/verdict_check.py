@@ -84,12 +84,18 @@ def draw(root: Path, out: Path, n: int, seed: int = 0, per_sheet: int = 6,
     return sample
 
 
-def score(out: Path) -> tuple[intervals.Estimate, pd.DataFrame, pd.DataFrame]:
+def score(out: Path, now: Path | None = None
+          ) -> tuple[intervals.Estimate, pd.DataFrame, pd.DataFrame]:
     """Agreement of the filled-in labels with the verdicts: the share of runs where they agree
     with its interval, the confusion table (rows: the reader, columns: the rules) and the runs
-    where they differ. Refuses a label outside the verdicts, naming the run."""
+    where they differ. `now`: the runs' directory, to score against their verdicts of today
+    (after `rejudge`) instead of those at the draw. Refuses a label outside the verdicts,
+    naming the run."""
     labels = pd.read_csv(out / LABELS_FILE, dtype={"label": str, "note": str}).fillna("")
     verdicts = pd.read_csv(out / VERDICTS_FILE)
+    if now is not None:
+        today = finished_runs(now).set_index("run")
+        verdicts = verdicts[["number", "run"]].join(today, on="run", validate="1:1")
     unknown = labels[~labels["label"].isin(LABELS)]
     if len(unknown):
         raise ValueError(f"{out / LABELS_FILE}: label of run {unknown['number'].iloc[0]} is "
