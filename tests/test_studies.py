@@ -84,3 +84,16 @@ def test_a_trial_rejudged_in_its_run_directory_gives_its_new_verdict(search_dir)
     verdicts = load_search(search_dir).trials.set_index(["setting", "number"])["verdict"]
     assert verdicts[("hinge", 1)] == "stable"  # the summary's, not the sweeper's mode-collapse
     assert verdicts[("hinge", 0)] == "stable" and verdicts[("hinge", 3)] == "diverged"
+
+
+def test_a_penalty_searched_for_one_loss_only_is_drawn_on_a_log_axis_for_it(search_dir,
+                                                                            tmp_path):
+    # WGAN-GP's trials draw regularizer.gp.weight from 10^U[-1, 2]; the other loss's do not
+    table_file = search_dir / "lucic-wide-lsgan-mnist8-mlp" / "trials.csv"
+    table = pd.read_csv(table_file)
+    table["params_regularizer.gp.weight"] = [0.1, 1.0, 10.0, 100.0, 3.0]
+    table.to_csv(table_file, index=False)
+    search = load_search(search_dir)
+    assert "regularizer.gp.weight" in search.searched
+    write_search(search, tmp_path / "out")
+    assert (tmp_path / "out" / "stability_map.png").stat().st_size > 5000

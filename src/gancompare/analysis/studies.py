@@ -187,9 +187,12 @@ def plot_stability_map(search: Search, out: Path) -> list[Path]:
         trials = search.trials[search.trials["setting"] == setting]
         for j, key in enumerate(keys):
             ax = axes[i, j]
-            if trials[f"params_{key}"].isna().all():
+            if trials[f"params_{key}"].isna().all():  # another loss's penalty: no axis here
                 ax.text(0.5, 0.5, "not searched", ha="center", va="center", color="#999999",
                         transform=ax.transAxes)
+                ax.set(xlabel=key if i == len(studies) - 1 else "", xticks=[],
+                       ylabel=f"{setting}\n{search.metric}" if j == 0 else "")
+                continue
             for verdict, part in trials.groupby("verdict"):
                 ax.scatter(part[f"params_{key}"], part["score"],
                            c=VERDICT_COLOURS.get(verdict, "#000000"), label=verdict, s=22,
