@@ -223,7 +223,7 @@ def report_study(study: Study, out: Path, steps: int | None, docs: Path, command
                      " (not trained yet)") + ".", "",
                   table.to_markdown(index=False, disable_numparse=True), "",
                   "P(a seed of the row's loss scores better than one of the column's):", "",
-                  pairs.to_markdown(), ""]
+                  pairs.to_markdown(disable_numparse=True), ""]
     discussion = Path(docs) / "results" / f"{study.name}-discussion.md"
     if discussion.is_file():  # written by hand about these runs; kept across rewrites
         lines += [discussion.read_text().strip(), ""]

@@ -129,8 +129,8 @@ def search_table(search: Search) -> pd.DataFrame:
 def pairwise(groups: dict[str, np.ndarray], lower_is_better: bool) -> pd.DataFrame:
     """P(a draw of row's scores is better than one of column's), with its interval."""
     names = list(groups)
-    return pd.DataFrame([[str(intervals.probability_better(groups[a], groups[b],
-                                                          lower_is_better)) if a != b else ""
+    return pd.DataFrame([[intervals.probability_better(groups[a], groups[b], lower_is_better)
+                          .format(2) if a != b else ""
                           for b in names] for a in names], index=names, columns=names)
 
 
@@ -236,7 +236,7 @@ def write_search(search: Search, out: Path) -> list[Path]:
     (out / "pairwise.md").write_text(
         "P(a trial of the row's study scores better than one of the column's), 95 % "
         "percentile bootstrap interval\n\n" + pairwise(groups, search.lower_is_better)
-        .to_markdown() + "\n")
+        .to_markdown(disable_numparse=True) + "\n")
     written = [out / "search_table.csv", out / "search_table.md", out / "pairwise.md"]
     for plot in (plot_scores, plot_budget_curve, plot_stability_map):
         written += plot(search, out)
