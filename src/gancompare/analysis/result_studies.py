@@ -173,8 +173,8 @@ def seed_comparison(runs_table: pd.DataFrame, metric: str, lower_is_better: bool
             row |= {f"control {metric}": intervals.mean(base).format(places),
                     "control stable share": intervals.share(
                         control.loc[control["loss"] == loss, "verdict"] == "stable").format(2),
-                    "P(tuned better)": str(intervals.probability_better(
-                        groups[loss], base[~np.isnan(base)], lower_is_better))}
+                    "P(tuned better)": intervals.probability_better(
+                        groups[loss], base[~np.isnan(base)], lower_is_better).format(2)}
         rows.append({**row, "published": published.get(loss, "")})
     return pd.DataFrame(rows), pairwise(groups, lower_is_better)
 
