@@ -93,7 +93,16 @@ def test_a_penalty_searched_for_one_loss_only_is_drawn_on_a_log_axis_for_it(sear
     table = pd.read_csv(table_file)
     table["params_regularizer.gp.weight"] = [0.1, 1.0, 10.0, 100.0, 3.0]
     table.to_csv(table_file, index=False)
+    drawn = {"regularizer.gp.weight": {"name": "LogUniformDistribution",
+                                       "attributes": {"low": 0.1, "high": 100.0}},
+             "search.lr": {"name": "FloatDistribution",
+                           "attributes": {"low": 1e-5, "high": 1e-2, "log": True, "step": None}},
+             "search.beta1": {"name": "UniformDistribution",
+                              "attributes": {"low": 0.0, "high": 1.0}}}
+    (table_file.parent / "distributions.json").write_text(json.dumps(
+        {key: json.dumps(value) for key, value in drawn.items()}))  # optuna's format
     search = load_search(search_dir)
     assert "regularizer.gp.weight" in search.searched
+    assert search.log_drawn == {"regularizer.gp.weight", "search.lr"}  # not beta1's U[0, 1]
     write_search(search, tmp_path / "out")
     assert (tmp_path / "out" / "stability_map.png").stat().st_size > 5000

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib
@@ -30,7 +30,7 @@ import seaborn as sns  # noqa: E402
 
 from gancompare.analysis import intervals  # noqa: E402
 from gancompare.analysis.compare import _save  # noqa: E402  (one way to write a figure)
-from gancompare.search import STUDY_FILE, TRIALS_FILE  # noqa: E402
+from gancompare.search import DISTRIBUTIONS_FILE, STUDY_FILE, TRIALS_FILE  # noqa: E402
 
 VERDICT_COLOURS = {"stable": "#1a9850", "mode-collapse": "#fdae61",
                    "convergence-failure": "#d73027", "diverged": "#762a83", "failed": "#999999"}
@@ -42,6 +42,7 @@ class Search:
     metric: str
     direction: str
     searched: list[str]   # the searched keys (params_<key> columns), penalty weights included
+    log_drawn: set[str] = field(default_factory=set)  # keys drawn log-uniformly: log axes
 
     @property
     def lower_is_better(self) -> bool:
@@ -57,9 +58,13 @@ def load_search(sweep_dir: Path) -> Search | None:
     files = sorted(Path(sweep_dir).glob(f"*/{STUDY_FILE}"))
     if not files:
         return None
-    frames, metrics, directions = [], set(), set()
+    frames, metrics, directions, log_drawn = [], set(), set(), set()
     for file in files:
         study = json.loads(file.read_text())
+        if (file.parent / DISTRIBUTIONS_FILE).is_file():  # optuna's JSON of each distribution
+            log_drawn |= {key for key, text in json.loads(
+                (file.parent / DISTRIBUTIONS_FILE).read_text()).items()
+                if "LogUniform" in text or json.loads(text)["attributes"].get("log")}
         table_file = file.parent / TRIALS_FILE
         if not table_file.is_file():
             continue
@@ -82,7 +87,7 @@ def load_search(sweep_dir: Path) -> Search | None:
     trials = trials.rename(columns={"user_attrs_status": "status",
                                     "user_attrs_verdict": "verdict"})
     searched = [c.removeprefix("params_") for c in trials.columns if c.startswith("params_")]
-    search = Search(trials, metrics.pop(), directions.pop(), searched)
+    search = Search(trials, metrics.pop(), directions.pop(), searched, log_drawn)
     trials["score"] = capped_scores(trials["value"], search.lower_is_better)
     trials["scored_worst"] = ~np.isfinite(trials["value"].astype(float))
     return search
@@ -199,8 +204,7 @@ def plot_stability_map(search: Search, out: Path) -> list[Path]:
                            marker="o", edgecolors="black", linewidths=0.3)
             worst = trials[trials["scored_worst"]]
             ax.scatter(worst[f"params_{key}"], worst["score"], marker="x", c="black", s=18)
-            values = search.trials[f"params_{key}"]
-            if (values.dropna() > 0).all() and values.max() / values.min() > 10:
+            if key in search.log_drawn:
                 ax.set_xscale("log")
             ax.set(xlabel=key if i == len(studies) - 1 else "",
                    ylabel=f"{setting}\n{search.metric}" if j == 0 else "")
