@@ -47,7 +47,8 @@ def test_a_study_runs_its_three_phases_and_continues_from_its_archive(tmp_path):
         assert control.optimizer.d.betas[0] == beta1  # DCGAN's and SN-GAN's
     header = next(line for line in text.splitlines() if line.startswith("| loss"))
     assert [c.strip() for c in header.strip("|").split("|")] == [
-        "loss", "seeds", "mixture_reverse_kl", "stable share", "control mixture_reverse_kl",
+        "loss", "seeds", "mixture_reverse_kl", "stable share", "control seeds",
+        "control mixture_reverse_kl",
         "control stable share", "P(tuned better)", "published KL"]
     assert "at the same seeds." in text and "(not trained yet)" not in text
     assert (archive / "study-tiny-control" / "steps40" / "hinge_s1" / "summary.json").is_file()

@@ -170,7 +170,8 @@ def seed_comparison(runs_table: pd.DataFrame, metric: str, lower_is_better: bool
                "stable share": intervals.share(part["verdict"] == "stable").format(2)}
         if loss in untuned:
             base = untuned[loss]
-            row |= {f"control {metric}": intervals.mean(base).format(places),
+            row |= {"control seeds": len(base),
+                    f"control {metric}": intervals.mean(base).format(places),
                     "control stable share": intervals.share(
                         control.loc[control["loss"] == loss, "verdict"] == "stable").format(2),
                     "P(tuned better)": intervals.probability_better(
