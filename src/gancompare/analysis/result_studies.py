@@ -208,8 +208,8 @@ def report_study(study: Study, out: Path, steps: int | None, docs: Path, command
     if study.notes:
         lines += [study.notes, ""]
     lines += ["### Search", "", (figures / "search_table.md").read_text(), "",
-              f"![budget curve]({study.name}/budget_curve.png)", "",
-              f"![stability map]({study.name}/stability_map.png)", ""]
+              f"![budget curve](results/{study.name}/budget_curve.png)", "",  # from results.md
+              f"![stability map](results/{study.name}/stability_map.png)", ""]
     if seeds_runs is not None and len(seeds_runs):
         table, pairs = seed_comparison(seeds_runs, search.metric, search.lower_is_better,
                                        study.published, control_runs)
