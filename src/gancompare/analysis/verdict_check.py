@@ -109,7 +109,7 @@ def score(out: Path, now: Path | None = None
 def rejudge(root: Path, rule: str | None = None) -> pd.DataFrame:
     """Every judged run under `root` (whose verdict came from `rule`, if given) judged again
     under today's rules (reevaluation.rejudge_run); returns the runs whose verdict changed:
-    run, before, after, rule."""
+    run, before, after (verdict and rule each) and the new reason."""
     from gancompare.reevaluation import rejudge_run
 
     runs = finished_runs(root)
