@@ -137,6 +137,10 @@ def test_the_evaluator_scores_real_samples_as_real_and_one_class_as_collapsed(mn
     assert bad["coverage_mnist_cnn"] < 0.2 and bad["fid_mnist_cnn"] > 10 * good["fid_mnist_cnn"]
     assert bad["kid_mnist_cnn"] > 10 * abs(good["kid_mnist_cnn"])
     assert good["distinct_mnist_cnn"] > 0.9
+    assert good["spread_mnist_cnn"] == pytest.approx(1.0, abs=0.05)  # test digits vs train
+    assert bad["spread_mnist_cnn"] < 0.9 * good["spread_mnist_cnn"]  # one class lies closer
+    one = evaluator.evaluate(lambda n: real[:1].expand(n, *real.shape[1:]), 1000)
+    assert one["spread_mnist_cnn"] == pytest.approx(0.0, abs=1e-6)
 
 
 def test_class_coverage_of_one_class_is_one_of_ten(features):
@@ -156,6 +160,16 @@ def test_distinct_fraction_spots_near_duplicates(features):
     few = features["test"][:30].repeat_interleave(100, dim=0) + 1e-6 * torch.randn(
         3000, features["test"].shape[1], generator=torch.Generator().manual_seed(0))
     assert metrics.distinct_fraction(few, radius) == pytest.approx(0.01, abs=0.002)
+
+
+def test_mean_pairwise_distance_against_scipy():
+    from scipy.spatial.distance import pdist
+
+    x = torch.randn(300, 7, generator=torch.Generator().manual_seed(0))
+    assert metrics.mean_pairwise_distance(x) == pytest.approx(float(pdist(x.numpy()).mean()),
+                                                              rel=1e-6)
+    assert metrics.mean_pairwise_distance(x[:1].repeat(50, 1)) == 0.0
+    assert metrics.mean_pairwise_distance(x[:1]) == 0.0
 
 
 def test_mixture_metrics_match_a_hand_count_on_constructed_points():

@@ -20,7 +20,7 @@ def history(n=450, d_real=0.6, d_fake=0.6, g=1.0, acc_real=0.75, acc_fake=0.75, 
 
 
 HEALTHY = {"precision_mnist_cnn": 0.6, "density_mnist_cnn": 0.5, "coverage_mnist_cnn": 0.5,
-           "distinct_mnist_cnn": 0.98, "classes_mnist_cnn": 10.0}
+           "distinct_mnist_cnn": 0.98, "spread_mnist_cnn": 1.0, "classes_mnist_cnn": 10.0}
 
 
 def test_a_healthy_run_is_stable():
@@ -72,8 +72,23 @@ def test_noise_samples_are_a_convergence_failure_for_any_loss():
     assert (result["verdict"], result["rule"]) == ("convergence-failure", "off-manifold")
 
 
+def test_few_distinct_needs_samples_that_spread_less_than_the_real_data():
+    # varied noisy samples in a tight cloud chain into one component (distinct ~0) while
+    # they lie as far apart as real ones: not a collapse
+    chained = {**HEALTHY, "distinct_mnist_cnn": 0.01, "spread_mnist_cnn": 0.9}
+    assert judge(history(), chained, critic=False, divergence=None,
+                 rules=RULES)["verdict"] == "stable"
+    close = judge(history(), {**chained, "spread_mnist_cnn": 0.4}, critic=False,
+                  divergence=None, rules=RULES)
+    assert (close["verdict"], close["rule"]) == ("mode-collapse", "few-distinct")
+    # a run evaluated before spread was measured: the distinct fraction alone, as then
+    older = {k: v for k, v in chained.items() if k != "spread_mnist_cnn"}
+    assert judge(history(), older, critic=False, divergence=None,
+                 rules=RULES)["rule"] == "few-distinct"
+
+
 def test_coverage_rules_call_mode_collapse():
-    cases = [({"distinct_mnist_cnn": 0.05}, {}, "few-distinct"),
+    cases = [({"distinct_mnist_cnn": 0.05, "spread_mnist_cnn": 0.3}, {}, "few-distinct"),
              ({"coverage_mnist_cnn": 0.01}, {}, "low-coverage"),
              ({"classes_mnist_cnn": 3.0}, {"classes": 10}, "missing-classes"),
              ({"mixture_modes": 3.0}, {"modes": 8}, "missing-modes"),

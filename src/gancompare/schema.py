@@ -72,6 +72,7 @@ class VerdictSchema:
     g_loss_climbing_min: float = 5.0
     precision_min: float = 0.05
     distinct_min: float = 0.5
+    distinct_spread_max: float = 0.6
     coverage_min: float = 0.03
     mode_share_min: float = 0.75
     class_share_min: float = 0.8

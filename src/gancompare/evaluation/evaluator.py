@@ -117,6 +117,10 @@ class Evaluator:
             ref["train_features"][:cap], features[:cap], k, ref["prdc_real_radii"]).items()})
         figures[f"distinct_{space}"] = metrics.distinct_fraction(features,
                                                                  self.duplicate_radius(n))
+        if "real_spread" not in ref:  # spread: generated / real mean pairwise distance
+            ref["real_spread"] = metrics.mean_pairwise_distance(ref["train_features"][:cap])
+        figures[f"spread_{space}"] = (metrics.mean_pairwise_distance(features[:cap])
+                                      / max(ref["real_spread"], 1e-12))
         if predictions is not None and predictions.ndim == 2:  # Stacked MNIST: digit per channel
             stacked_n = int(self.cfg.stacked_samples)
             if stacked_n > n:

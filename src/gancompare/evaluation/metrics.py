@@ -222,6 +222,17 @@ def distinct_fraction(features: Tensor, radius: float) -> float:
         labels = smallest
 
 
+def mean_pairwise_distance(features: Tensor) -> float:
+    """Mean distance between two different samples: how far apart the samples lie, not chained
+    like `distinct_fraction` (one sample for every latent gives 0)."""
+    n = len(features)
+    if n < 2:
+        return 0.0
+    total = sum(float(torch.cdist(chunk.double(), features.double()).sum())
+                for chunk in features.split(CHUNK))
+    return total / (n * (n - 1))
+
+
 def mixture_metrics(points: np.ndarray, mixture: GaussianMixture,
                     threshold: float = 3.0) -> dict[str, float]:
     """PacGAN's protocol: a sample is high quality within `threshold` standard deviations of its

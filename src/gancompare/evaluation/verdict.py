@@ -6,7 +6,9 @@ Rules, checked in this order (thresholds in `conf/verdict/default.yaml`):
    - `d-wins`: D loss ~0 with D accuracy ~100 % on real and fake, sustained;
    - `g-loss-climbing`: G loss high and still rising while D spots its samples;
    or from the samples: `off-manifold` (precision and density ~0: noise images).
-3. mode-collapse, from coverage: `few-distinct` (many near-duplicate samples), `low-coverage`
+3. mode-collapse, from coverage: `few-distinct` (many near-duplicate samples, while the samples
+   spread less than the real data: varied noisy samples in a tight cloud chain into one
+   component), `low-coverage`
    (PRDC coverage), `missing-classes` (class count), `missing-modes` (2-D mixture or Stacked
    MNIST modes). Only when no evaluation ran, the curves stand in: `g-loss-oscillation` (a
    periodic G loss while D spots fakes). ganhacks: mode collapse is confirmed by coverage, not
@@ -152,8 +154,9 @@ def _has_coverage(figures: Mapping[str, float]) -> bool:
 
 def _coverage_rules(figures: Mapping[str, float], rules: Mapping[str, Any],
                     known: Mapping[str, float]) -> tuple[str, str, dict] | None:
-    distinct = _find(figures, "distinct")
-    if distinct and distinct[1] < rules["distinct_min"]:
+    distinct, spread = _find(figures, "distinct"), _find(figures, "spread")
+    if distinct and distinct[1] < rules["distinct_min"] \
+            and (spread is None or spread[1] < rules["distinct_spread_max"]):
         return ("few-distinct", f"{distinct[0]}={distinct[1]:.3f}: most samples are "
                 "near-duplicates of each other", dict([distinct]))
     total = known.get("modes")
