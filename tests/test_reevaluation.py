@@ -181,7 +181,11 @@ def test_a_run_is_judged_again_under_todays_rules_with_its_own_verdict_overrides
     summary = train(make_cfg("model=mlp", debug="eval"), tmp_path)  # 5 steps: noise
     assert (summary["verdict"], summary["verdict_evidence"]["rule"]) == (
         "convergence-failure", "off-manifold")
+    # what the rules knew besides curves and figures is kept, so judging again needs no rebuild
+    assert summary["verdict_inputs"] == {"critic": False, "known": {"classes": 1.0}}
+    (tmp_path / "config.yaml").rename(tmp_path / "config.yaml.away")
     again = rejudge_run(tmp_path)  # the rules have not changed: the same verdict
+    (tmp_path / "config.yaml.away").rename(tmp_path / "config.yaml")
     assert again["verdict_evidence"] == json.loads(json.dumps(summary["verdict_evidence"]))
     assert again["verdict_before"] == "convergence-failure"
     # a run started with `verdict.precision_min=0` keeps that threshold when judged again:
@@ -189,7 +193,11 @@ def test_a_run_is_judged_again_under_todays_rules_with_its_own_verdict_overrides
     (tmp_path / ".hydra").mkdir()
     (tmp_path / ".hydra" / "overrides.yaml").write_text(
         "- model=mlp\n- verdict.precision_min=0.0\n")
+    older = json.loads((tmp_path / "summary.json").read_text())  # a run from before they were
+    del older["verdict_inputs"]  # kept: rebuilt from its checkpoint for them
+    (tmp_path / "summary.json").write_text(json.dumps(older))
     after = rejudge_run(tmp_path)
+    assert after["verdict_inputs"] == summary["verdict_inputs"]
     assert (after["verdict"], after["verdict_evidence"]["rule"]) == ("mode-collapse",
                                                                    "few-distinct")
     assert after["verdict_before"] == "convergence-failure"  # the first verdict is kept

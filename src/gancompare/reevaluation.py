@@ -70,10 +70,11 @@ def evaluate_run(run_dir: Path, checkpoint_path: Path | None = None, samples: in
     if summary.get("status") == "diverged":  # keep the verdict: the checkpoint predates the NaN
         evidence = summary["verdict_evidence"]
         divergence = {"step": evidence["step"], "columns": evidence["values"]["columns"]}
+    inputs = {"critic": not built.gan.objective.has_accuracy, "known": built.evaluator.known}
     verdict = judge(columns(read_rows(run_dir / "metrics.csv")), figures,
-                    critic=not built.gan.objective.has_accuracy, divergence=divergence,
-                    rules=built.cfg.verdict, known=built.evaluator.known)
+                    divergence=divergence, rules=built.cfg.verdict, **inputs)
     summary.update({"eval": figures, "verdict": verdict["verdict"], "verdict_evidence": verdict,
+                    "verdict_inputs": inputs,
                     "evaluated_checkpoint": str(checkpoint_path),
                     "evaluated_step": int(state["step"])})
     write_summary(run_dir, summary)
@@ -98,19 +99,24 @@ def current_rules(run_dir: Path) -> DictConfig:
 
 def rejudge_run(run_dir: Path, device: str | None = None) -> dict[str, Any]:
     """A finished run's verdict again under today's rules (`current_rules`), from its curves
-    and final figures (rebuilt from its last checkpoint for what the rules need to know of it:
-    critic or not, the data set's modes or classes). summary.json is updated, the first verdict
+    and final figures, and what the rules need to know of it (critic or not, the data set's
+    modes or classes): its summary's `verdict_inputs`, or for a run trained before those were
+    kept, the run rebuilt from its last checkpoint. summary.json is updated, the first verdict
     it replaces kept as `verdict_before`. A diverged or unevaluated run keeps its verdict."""
     run_dir = Path(run_dir)
     summary = json.loads((run_dir / "summary.json").read_text())
     if summary.get("status") != "finished" or not summary.get("eval"):
         return summary
-    built, _, _ = load_run(run_dir, device=device)
+    inputs = summary.get("verdict_inputs")
+    if inputs is None:
+        built, _, _ = load_run(run_dir, device=device)
+        inputs = {"critic": not built.gan.objective.has_accuracy,
+                  "known": built.evaluator.known}
     verdict = judge(columns(read_rows(run_dir / "metrics.csv")), summary["eval"],
-                    critic=not built.gan.objective.has_accuracy, divergence=None,
-                    rules=current_rules(run_dir), known=built.evaluator.known)
+                    divergence=None, rules=current_rules(run_dir), **inputs)
     summary.setdefault("verdict_before", summary["verdict"])
-    summary.update({"verdict": verdict["verdict"], "verdict_evidence": verdict})
+    summary.update({"verdict": verdict["verdict"], "verdict_evidence": verdict,
+                    "verdict_inputs": inputs})
     write_summary(run_dir, summary)
     return summary
 

@@ -231,6 +231,8 @@ def finish(run: Run, gan: GAN, k: int, started: float, startup: float | None, st
     rows = run.dir.rows
     summary = {
         "status": run.status, "verdict": verdict["verdict"], "verdict_evidence": verdict,
+        # what the rules knew of the run besides its curves and figures: judged again from these
+        "verdict_inputs": {"critic": run.dir.critic, "known": evaluator.known if final else {}},
         "steps": int(rows[-1]["step"]) if rows else run.start_step,
         "planned_steps": run.built.total_steps,
         "epochs": int(rows[-1]["epoch"]) if rows else 0,
