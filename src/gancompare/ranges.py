@@ -124,6 +124,7 @@ RANGES: dict[str, Range] = {
     "verdict.g_loss_climbing_min": Range(example="5.0"),
     "verdict.precision_min": fraction(example="0.05"),
     "verdict.distinct_min": fraction(example="0.5"),
+    "verdict.distinct_spread_max": Range(low=0, example="0.6"),  # a ratio: may exceed 1
     "verdict.coverage_min": fraction(example="0.03"),
     "verdict.mode_share_min": fraction(example="0.75"),
     "verdict.class_share_min": fraction(example="0.8"),
