@@ -86,7 +86,7 @@ def test_every_data_set_is_evaluated_in_its_feature_space(data, space, extra, tm
     summary = train(make_cfg(*overrides, debug="eval"), tmp_path / "run")
     names = set(summary["eval"])
     for metric in ("fid", "kid", "ndb_k", "precision", "recall", "density", "coverage",
-                   "distinct"):
+                   "distinct", "spread"):
         assert f"{metric}_{space}" in names, (metric, sorted(names))
     assert set(extra) <= names
     if data == "stacked-mnist":
