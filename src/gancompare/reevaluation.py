@@ -70,7 +70,7 @@ def evaluate_run(run_dir: Path, checkpoint_path: Path | None = None, samples: in
     if summary.get("status") == "diverged":  # keep the verdict: the checkpoint predates the NaN
         evidence = summary["verdict_evidence"]
         divergence = {"step": evidence["step"], "columns": evidence["values"]["columns"]}
-    inputs = {"critic": not built.gan.objective.has_accuracy, "known": built.evaluator.known}
+    inputs = verdict_inputs(built)
     verdict = judge(columns(read_rows(run_dir / "metrics.csv")), figures,
                     divergence=divergence, rules=built.cfg.verdict, **inputs)
     summary.update({"eval": figures, "verdict": verdict["verdict"], "verdict_evidence": verdict,
@@ -83,6 +83,11 @@ def evaluate_run(run_dir: Path, checkpoint_path: Path | None = None, samples: in
     wandb.summary(flat_summary(summary))
     wandb.finish()
     return summary
+
+
+def verdict_inputs(built: Built) -> dict[str, Any]:
+    """What the verdict rules know of a run besides its curves and figures."""
+    return {"critic": not built.gan.objective.has_accuracy, "known": built.evaluator.known}
 
 
 def current_rules(run_dir: Path) -> DictConfig:
@@ -109,9 +114,7 @@ def rejudge_run(run_dir: Path, device: str | None = None) -> dict[str, Any]:
         return summary
     inputs = summary.get("verdict_inputs")
     if inputs is None:
-        built, _, _ = load_run(run_dir, device=device)
-        inputs = {"critic": not built.gan.objective.has_accuracy,
-                  "known": built.evaluator.known}
+        inputs = verdict_inputs(load_run(run_dir, device=device)[0])
     verdict = judge(columns(read_rows(run_dir / "metrics.csv")), summary["eval"],
                     divergence=None, rules=current_rules(run_dir), **inputs)
     summary.setdefault("verdict_before", summary["verdict"])

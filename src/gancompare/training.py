@@ -226,13 +226,14 @@ def finish(run: Run, gan: GAN, k: int, started: float, startup: float | None, st
             final = evaluator.evaluate(gan.member(k).sample, cfg.eval.final_samples)
         final["eval_seconds"] = time.perf_counter() - eval_started
     run.dir.save_curves()
-    verdict = judge(run.dir.history, final, critic=run.dir.critic, divergence=run.divergence,
-                    rules=cfg.verdict, known=evaluator.known if final else {})
+    # what the rules know of the run besides its curves and figures: judged again from these
+    inputs = {"critic": run.dir.critic, "known": evaluator.known if final else {}}
+    verdict = judge(run.dir.history, final, divergence=run.divergence, rules=cfg.verdict,
+                    **inputs)
     rows = run.dir.rows
     summary = {
         "status": run.status, "verdict": verdict["verdict"], "verdict_evidence": verdict,
-        # what the rules knew of the run besides its curves and figures: judged again from these
-        "verdict_inputs": {"critic": run.dir.critic, "known": evaluator.known if final else {}},
+        "verdict_inputs": inputs,
         "steps": int(rows[-1]["step"]) if rows else run.start_step,
         "planned_steps": run.built.total_steps,
         "epochs": int(rows[-1]["epoch"]) if rows else 0,

@@ -228,8 +228,8 @@ def mean_pairwise_distance(features: Tensor) -> float:
     n = len(features)
     if n < 2:
         return 0.0
-    total = sum(float(torch.cdist(chunk.double(), features.double()).sum())
-                for chunk in features.split(CHUNK))
+    features = features.double()
+    total = sum(float(torch.cdist(chunk, features).sum()) for chunk in features.split(CHUNK))
     return total / (n * (n - 1))
 
 
