@@ -20,8 +20,9 @@ TINY = Study("study-tiny", "A tiny study", "lucic-wide", ["non-saturating", "hin
 def test_a_study_runs_its_three_phases_and_continues_from_its_archive(tmp_path):
     out, docs, archive = tmp_path / "out", tmp_path / "docs", tmp_path / "archive"
     (docs / "results").mkdir(parents=True)
+    # two jobs: two launchers share each loss's study
     section = reproduce_study(TINY, out, 40, docs, "python scripts/reproduce.py study-tiny",
-                              jobs=1, archive=archive)
+                              jobs=2, archive=archive)
     search = load_search(out / "study-tiny" / "steps40" / "search")
     assert search.studies == ["hinge", "non-saturating"] and len(search.trials) == 4
     text = section.read_text()
@@ -60,8 +61,9 @@ def test_a_study_runs_its_three_phases_and_continues_from_its_archive(tmp_path):
     # another machine: only the archive; the study is imported, nothing is trained again
     shutil.rmtree(out)
     again = reproduce_study(TINY, out, 40, docs, "python scripts/reproduce.py study-tiny",
-                            jobs=1, archive=archive)
+                            jobs=2, archive=archive)
     log = (out / "study-tiny" / "steps40" / "search" / "search.log").read_text()
+    # each study's table imported once, by one of its two launchers
     assert log.count("2 finished trials imported") == 2 and "Launching" not in log
     assert again.read_text() == text
     restored = load_search(out / "study-tiny" / "steps40" / "search")

@@ -21,7 +21,7 @@ from omegaconf import OmegaConf
 from gancompare.errors import ConfigError
 from gancompare.search.objective import metric_name, metric_value, trial_value
 from gancompare.search.space import penalty_weights
-from gancompare.search.study import TrialSeededSampler, study_grid
+from gancompare.search.study import TrialSeededSampler, study_grid, within_budget
 
 # Two losses, 3 trials each, on ring8 with a small MLP: each trial a run of a few seconds that
 # ends with PacGAN's reverse KL, the value the study minimises.
@@ -99,6 +99,42 @@ def test_a_search_killed_after_its_first_trials_continues_from_its_study(tmp_pat
     assert other.returncode == 2
     assert "search.study: study 'lucic-wide-non-saturating-ring8-mlp'" in other.stderr
     assert "Traceback" not in other.stderr
+
+
+def test_two_launchers_started_together_share_one_study(tmp_path):
+    sweep_dir = tmp_path / "search"
+    one_loss = [a if not a.startswith("loss=") else "loss=non-saturating" for a in SEARCH]
+    command = [sys.executable, "src/train.py", *one_loss, f"hydra.sweep.dir={sweep_dir}"]
+    env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
+    launchers = [subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    outputs = [launcher.communicate(timeout=600)[0] for launcher in launchers]
+    assert [launcher.returncode for launcher in launchers] == [0, 0], outputs[0][-3000:]
+    done = [t for t in trials(sweep_dir, STUDIES[0]) if t.state.name == "COMPLETE"]
+    # n_trials is the study's size however many launchers fill it: 3 runs, each once
+    assert sorted(t.user_attrs["run"] for t in done) == [0, 1, 2]
+    assert len({t.user_attrs["pid"] for t in done}) == 2  # both launchers ran trials
+    for trial in done:
+        summary = json.loads((sweep_dir / STUDIES[0] / f"trial{trial.number}" /
+                              "summary.json").read_text())
+        assert trial.user_attrs["status"] == summary["status"]
+    table = pd.read_csv(sweep_dir / STUDIES[0] / "trials.csv")
+    assert sorted(table.loc[table["state"] == "COMPLETE", "number"]) == [0, 1, 2]
+
+
+def test_a_trial_asked_for_beyond_the_budget_is_given_up():
+    study = optuna.create_study(sampler=TrialSeededSampler(0))
+    first = study.ask()
+    study.tell(first, 1.0)
+    running = study.ask()  # another launcher's, still running
+    late = [study.ask(), study.ask()]  # two asked at once for the last place of 3
+    kept = within_budget(study, late, n_trials=3)
+    assert [t.number for t in kept] == [2]
+    states = [t.state.name for t in study.trials]
+    assert states == ["COMPLETE", "RUNNING", "RUNNING", "FAIL"]
+    assert study.trials[3].user_attrs["status"] == "over budget"
+    assert within_budget(study, [study.ask()], n_trials=5)[0].number == 4
+    assert running.number == 1
 
 
 def test_a_trial_that_did_not_finish_scores_the_worst_value():

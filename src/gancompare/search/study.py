@@ -20,11 +20,15 @@ every batch the study's trial table is written beside it (`<study>/trials.csv`).
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import fcntl
 import json
 import logging
 import os
 import socket
+import time
+from collections.abc import Iterator
 from itertools import product
 from pathlib import Path
 from typing import Any
@@ -114,16 +118,15 @@ class StudySweeperImpl(OptunaSweeperImpl):
         for name in fixed:
             distributions.pop(name, None)
         fixed_overrides = [*point, *[f"{k}={v}" for k, v in fixed.items()]]
-        study = optuna.create_study(study_name=str(search.study), storage=self.storage,
-                                    sampler=self.sampler, direction=direction,
-                                    load_if_exists=True)
+        study = _open_study(str(search.study), self.storage, self.sampler, direction)
         self._check_setting(study, fixed_overrides, sorted(distributions))
         study_dir = Path(self.config.hydra.sweep.dir) / str(search.study)
-        if not study.trials and (study_dir / DISTRIBUTIONS_FILE).is_file():
-            imported = import_trials(study, study_dir)
-            log.info("Study %s: %d finished trials imported from %s", study.study_name,
-                     imported, study_dir / TRIALS_FILE)
         study_dir.mkdir(parents=True, exist_ok=True)
+        with _locked(study_dir / ".import.lock"):  # two launchers import the table once
+            if not study.trials and (study_dir / DISTRIBUTIONS_FILE).is_file():
+                imported = import_trials(study, study_dir)
+                log.info("Study %s: %d finished trials imported from %s", study.study_name,
+                         imported, study_dir / TRIALS_FILE)
         (study_dir / STUDY_FILE).write_text(json.dumps({  # what scripts/compare.py reads
             "study": study.study_name, "setting": point, "metric": metric,
             # how comparisons name it: the grid point's values, else its loss
@@ -141,6 +144,7 @@ class StudySweeperImpl(OptunaSweeperImpl):
             # the stock sweeper calls the private trial._suggest)
             fresh = [study.ask(fixed_distributions=distributions)
                      for _ in range(max(0, min(self.n_jobs - len(resumed), free)))]
+            fresh = within_budget(study, fresh, self.n_trials)
             if not resumed and not fresh:
                 break
             for trial in fresh:
@@ -212,6 +216,51 @@ class StudySweeperImpl(OptunaSweeperImpl):
         return [optuna.Trial(study, t._trial_id) for t in stale]
 
 
+def within_budget(study: optuna.Study, fresh: list[optuna.Trial], n_trials: int
+                  ) -> list[optuna.Trial]:
+    """The trials just asked for that fit in the study's `n_trials`. Two launchers that both
+    saw the last free place both asked: the lower number keeps it and the other is given up
+    (state FAIL, which no table counts)."""
+    kept = []
+    for trial in fresh:
+        ahead = sum(t.state in (TrialState.COMPLETE, TrialState.RUNNING)
+                    and t.number < trial.number for t in study.get_trials(deepcopy=False))
+        if ahead < n_trials:
+            kept.append(trial)
+        else:
+            trial.set_user_attr("status", "over budget")
+            study.tell(trial, state=TrialState.FAIL)
+    return kept
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _open_study(name: str, storage: str | None, sampler: optuna.samplers.BaseSampler,
+                direction: str) -> optuna.Study:
+    """The named study, made if it is new. Launchers started together all make the SQLite
+    file's schema at once and all but one fail to insert its version row: they try again."""
+    import sqlalchemy.exc
+
+    for attempt in range(10):
+        try:
+            return optuna.create_study(study_name=name, storage=storage, sampler=sampler,
+                                       direction=direction, load_if_exists=True)
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError,
+                optuna.exceptions.DuplicatedStudyError):
+            if attempt == 9:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
 def _summary(ret: Any) -> dict[str, Any] | None:
     """The trial run's summary.json (a failed or refused run writes one too)."""
     if ret.status == JobStatus.COMPLETED and isinstance(ret.return_value, dict):
@@ -226,12 +275,16 @@ def write_trials(study: optuna.Study, path: Path) -> None:
     user_attrs_*), small enough to commit, and beside it each parameter's distribution, so
     the table alone restarts the study on another machine (`import_trials`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    study.trials_dataframe().to_csv(path, index=False)
     distributions = {name: optuna.distributions.distribution_to_json(d)
                      for t in study.get_trials(deepcopy=False) for name, d in
                      t.distributions.items()}
-    (path.parent / DISTRIBUTIONS_FILE).write_text(json.dumps(distributions, indent=1,
-                                                             sort_keys=True))
+    # written whole and renamed: another launcher of the study may be writing them too
+    for target, text in ((path, study.trials_dataframe().to_csv(index=False)),
+                         (path.parent / DISTRIBUTIONS_FILE,
+                          json.dumps(distributions, indent=1, sort_keys=True))):
+        partial = target.with_name(f".{target.name}.{os.getpid()}")
+        partial.write_text(text)
+        os.replace(partial, target)
 
 
 def import_trials(study: optuna.Study, study_dir: Path) -> int:
