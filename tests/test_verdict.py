@@ -81,6 +81,7 @@ def test_few_distinct_needs_samples_that_spread_less_than_the_real_data():
     close = judge(history(), {**chained, "spread_mnist_cnn": 0.4}, critic=False,
                   divergence=None, rules=RULES)
     assert (close["verdict"], close["rule"]) == ("mode-collapse", "few-distinct")
+    assert "spread_mnist_cnn=0.40 of the real data's" in close["reason"]
     # a run evaluated before spread was measured: the distinct fraction alone, as then
     older = {k: v for k, v in chained.items() if k != "spread_mnist_cnn"}
     assert judge(history(), older, critic=False, divergence=None,

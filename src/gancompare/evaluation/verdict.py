@@ -157,8 +157,12 @@ def _coverage_rules(figures: Mapping[str, float], rules: Mapping[str, Any],
     distinct, spread = _find(figures, "distinct"), _find(figures, "spread")
     if distinct and distinct[1] < rules["distinct_min"] \
             and (spread is None or spread[1] < rules["distinct_spread_max"]):
-        return ("few-distinct", f"{distinct[0]}={distinct[1]:.3f}: most samples are "
-                "near-duplicates of each other", dict([distinct]))
+        if spread is None:  # evaluated before spread was measured
+            return ("few-distinct", f"{distinct[0]}={distinct[1]:.3f}: most samples are "
+                    "near-duplicates of each other", dict([distinct]))
+        return ("few-distinct", f"{distinct[0]}={distinct[1]:.3f}, {spread[0]}="
+                f"{spread[1]:.2f} of the real data's: most samples are near-duplicates of "
+                "each other", dict([distinct, spread]))
     total = known.get("modes")
     for stem in ("mixture_modes", "stacked_modes"):
         found = _find(figures, stem)
