@@ -138,25 +138,27 @@ class StudySweeperImpl(OptunaSweeperImpl):
         extend = self.custom_search_space_extender
         host, pid = socket.gethostname(), os.getpid()
         while True:
-            resumed = self._stale(study, host)[: self.n_jobs]
-            free = self.n_trials - self._done(study) - self._running(study)
-            # ask(fixed_distributions) draws the space's values (optuna's public API, where
-            # the stock sweeper calls the private trial._suggest)
-            fresh = [study.ask(fixed_distributions=distributions)
-                     for _ in range(max(0, min(self.n_jobs - len(resumed), free)))]
-            fresh = within_budget(study, fresh, self.n_trials)
-            if not resumed and not fresh:
+            # claimed under a lock: two launchers must not both take a gone launcher's trial
+            with _locked(study_dir / ".claim.lock"):
+                resumed = self._stale(study, host)[: self.n_jobs]
+                free = self.n_trials - self._done(study) - self._running(study)
+                # ask(fixed_distributions) draws the space's values (optuna's public API,
+                # where the stock sweeper calls the private trial._suggest)
+                fresh = [study.ask(fixed_distributions=distributions)
+                         for _ in range(max(0, min(self.n_jobs - len(resumed), free)))]
+                fresh = within_budget(study, fresh, self.n_trials)
+                for trial in fresh:
+                    if extend:
+                        extend(setting, trial)
+                    trial.set_user_attr("run", trial.number)
+                batch = resumed + fresh
+                for trial in batch:  # this launcher runs them now
+                    trial.set_user_attr("host", host)
+                    trial.set_user_attr("pid", pid)
+            if not batch:
                 break
-            for trial in fresh:
-                if extend:
-                    extend(setting, trial)
-                trial.set_user_attr("run", trial.number)
-            batch, jobs = resumed + fresh, []
-            for trial in batch:  # this launcher runs them now
-                trial.set_user_attr("host", host)
-                trial.set_user_attr("pid", pid)
-                params = [f"{k}={v}" for k, v in trial.params.items()]
-                jobs.append([*fixed_overrides, *params, f"search.trial={trial.user_attrs['run']}"])
+            jobs = [[*fixed_overrides, *[f"{k}={v}" for k, v in trial.params.items()],
+                     f"search.trial={trial.user_attrs['run']}"] for trial in batch]
             if resumed:
                 log.info("Study %s: running again trials %s, left running by a launcher that "
                          "has gone", study.study_name, [t.number for t in resumed])
