@@ -7,6 +7,7 @@ import dataclasses
 import json
 import math
 import shutil
+from pathlib import Path
 from types import SimpleNamespace
 
 import pandas as pd
@@ -232,3 +233,29 @@ def test_batch_seeds_trains_a_setting_s_seeds_in_one_process_and_resumes_it(tmp_
     assert "1 of 2 runs to train" in again.stdout and "2 of 2 runs done" in again.stdout
     resumed = json.loads((runs / "ring8_pack2_s1" / "summary.json").read_text())
     assert resumed["steps"] == 6 and resumed["resumed_from_step"] == 6
+
+
+def test_a_restored_run_archives_again_to_the_same_bytes(tmp_path):
+    from PIL import Image
+
+    from gancompare.analysis.result_runs import archive_run, restore_run
+
+    # a committed grid, as `restore_run` puts it back into a run directory
+    archived_grid = next((Path(__file__).parents[1] / "results/runs/study-ring8").rglob("samples/epoch_008.png"))
+    archive = tmp_path / "archive"
+    (archive / "samples").mkdir(parents=True)
+    shutil.copyfile(archived_grid, archive / "samples" / "epoch_008.png")
+    (archive / "summary.json").write_text(json.dumps({"status": "finished"}))
+    restore_run(archive, tmp_path / "restored")
+    archive_run(tmp_path / "restored", archive)
+    assert (archive / "samples" / "epoch_008.png").read_bytes() == archived_grid.read_bytes()
+
+    # a grid straight from training is still made small
+    run = tmp_path / "run"
+    (run / "samples").mkdir(parents=True)
+    (run / "summary.json").write_text(json.dumps({"status": "finished"}))
+    with Image.open(archived_grid) as image:
+        image.convert("RGB").resize((600, 600)).save(run / "samples" / "epoch_001.png")
+    archive_run(run, tmp_path / "fresh")
+    with Image.open(tmp_path / "fresh" / "samples" / "epoch_001.png") as small:
+        assert small.mode == "P" and small.size == (200, 200)
