@@ -241,7 +241,8 @@ def test_a_restored_run_archives_again_to_the_same_bytes(tmp_path):
     from gancompare.analysis.result_runs import archive_run, restore_run
 
     # a committed grid, as `restore_run` puts it back into a run directory
-    archived_grid = next((Path(__file__).parents[1] / "results/runs/study-ring8").rglob("samples/epoch_008.png"))
+    study = Path(__file__).parents[1] / "results/runs/study-ring8"
+    archived_grid = next(study.rglob("samples/epoch_008.png"))
     archive = tmp_path / "archive"
     (archive / "samples").mkdir(parents=True)
     shutil.copyfile(archived_grid, archive / "samples" / "epoch_008.png")
