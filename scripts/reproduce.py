@@ -13,7 +13,8 @@ study-mnist8 (`--seeds` the second phase's seeds, `--only` a regex on the losses
 
 `--only REGEX` trains and reports only the matching runs. `--steps` sets trainer.max_steps (the
 budget; each table has a default the machine allows, and the section states the fraction of the
-published budget). `--report-only` trains nothing.
+published budget). `--report-only` trains nothing: it reports the runs this machine has and
+the ones the archive holds.
 Each finished run's small files are archived under results/runs/ (`--archive`), which is
 committed: a table stopped on one machine continues on another from its archived runs.
 `--set KEY=VALUE` adds overrides to every run (a different budget directory is not made for
@@ -31,7 +32,7 @@ import time
 from pathlib import Path
 
 from gancompare import PROJECT_ROOT
-from gancompare.analysis.result_runs import ARCHIVE, train_table
+from gancompare.analysis.result_runs import ARCHIVE, restore_table, train_table
 from gancompare.analysis.result_studies import reproduce_study, studies
 from gancompare.analysis.result_tables import tables
 from gancompare.analysis.results import report_table, write_page
@@ -94,7 +95,9 @@ def main(argv: list[str] | None = None) -> int:
                 parser.error(f"--only {args.only!r} matches no run of {name}")
         steps = args.steps or table.default_steps
         started = time.perf_counter()
-        if not args.report_only:
+        if args.report_only:  # the archive's runs are reported on a machine that lacks them
+            restore_table(table, args.out, steps, args.archive)
+        else:
             train_table(table, args.out, steps, args.jobs, args.threads, args.wandb, args.extra,
                         args.batch_seeds, args.archive)
         try:  # `command` reproduces the section (what --report-only reports on)

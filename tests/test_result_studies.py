@@ -48,10 +48,12 @@ def test_a_study_runs_its_three_phases_and_continues_from_its_archive(tmp_path):
         assert control.optimizer.d.betas[0] == beta1  # DCGAN's and SN-GAN's
     header = next(line for line in text.splitlines() if line.startswith("| loss"))
     assert [c.strip() for c in header.strip("|").split("|")] == [
-        "loss", "seeds", "mixture_reverse_kl", "stable share", "control seeds",
+        "loss", "seeds", "mixture_reverse_kl", "stable share", "control point", "control seeds",
         "control mixture_reverse_kl",
         "control stable share", "P(tuned better)", "published KL"]
     assert "at the same seeds." in text and "(not trained yet)" not in text
+    # the point each control ran at, read from its config: DCGAN's and SN-GAN's optimisers
+    assert "| dcgan, lr 0.0002, 1 D " in text and "| sngan, lr 0.0002, 5 D " in text
     assert (archive / "study-tiny-control" / "steps40" / "hinge_s1" / "summary.json").is_file()
     archived = archive / "study-tiny" / "steps40"
     assert (archived / "search" / "lucic-wide-hinge-ring8-mlp" / "trials.csv").is_file()
@@ -70,8 +72,10 @@ def test_a_study_runs_its_three_phases_and_continues_from_its_archive(tmp_path):
     pd.testing.assert_frame_equal(restored.trials[["setting", "value", "params_search.lr"]],
                                   search.trials[["setting", "value", "params_search.lr"]])
 
-    # a hand-written reading of the study is kept in its section across rewrites
+    # a hand-written reading of the study is kept in its section across rewrites; a report
+    # alone, on a machine with only the archive, restores what it reports and trains nothing
     (docs / "results" / "study-tiny-discussion.md").write_text("**Reading.** Hinge wins.\n")
+    shutil.rmtree(out)
     reported = reproduce_study(TINY, out, 40, docs, "python scripts/reproduce.py study-tiny",
                                jobs=1, archive=archive, report_only=True).read_text()
     assert reported.startswith(text.rstrip("\n")) and "**Reading.** Hinge wins." in reported

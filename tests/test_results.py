@@ -169,6 +169,9 @@ def test_reproduce_trains_a_tiny_table_and_writes_its_section_and_figures(tmp_pa
         .read_text()
     trend_section = (tmp_path / "docs" / "results" / "pacgan-trend.md").read_text()
     assert "2 of 2 finished" in trend_section and "not counted: 2 of the runs" in trend_section
+    # ... and archived, for a machine that has no twin to copy from
+    assert (tmp_path / "archive" / "pacgan-trend" / "steps6" / "ring8_pack1_s0" / "summary.json")\
+        .read_text() == (runs / "ring8_pack1_s0" / "summary.json").read_text()
 
     # a report on fewer runs than the directory holds shows those runs only
     one = run_cli(*args[:3], "ring8_pack1_s0", *args[4:], "--report-only")

@@ -199,12 +199,9 @@ def batched(todo: list[tuple[str, list[str]]], root: Path, steps: int | None, th
     return list(jobs.values())
 
 
-def train_table(table: Table, out: Path, steps: int | None, jobs: int = 2, threads: int = 1,
-                wandb: str = "disabled", extra: Sequence[str] = (),
-                batch_seeds: bool = False, archive: Path | None = ARCHIVE) -> dict[str, float]:
-    """Train every run of `table` that has no finished summary (nor an archived one); returns
-    job -> wall seconds of the jobs run now. Each job is a separate `src/train.py` process with
-    its log beside; each finished run is archived (`archive=None`: not)."""
+def restore_table(table: Table, out: Path, steps: int | None,
+                  archive: Path | None = ARCHIVE) -> None:
+    """Every archived finished run of `table` that this machine does not have, back in place."""
     root = budget_dir(out, table, steps)
     root.mkdir(parents=True, exist_ok=True)
     archived = budget_dir(archive, table, steps) if archive else None
@@ -212,6 +209,17 @@ def train_table(table: Table, out: Path, steps: int | None, jobs: int = 2, threa
         if archived and not is_done(root / name) and is_done(archived / name) \
                 and not (root / name).is_symlink():
             restore_run(archived / name, root / name)
+
+
+def train_table(table: Table, out: Path, steps: int | None, jobs: int = 2, threads: int = 1,
+                wandb: str = "disabled", extra: Sequence[str] = (),
+                batch_seeds: bool = False, archive: Path | None = ARCHIVE) -> dict[str, float]:
+    """Train every run of `table` that has no finished summary (nor an archived one); returns
+    job -> wall seconds of the jobs run now. Each job is a separate `src/train.py` process with
+    its log beside; each finished run is archived (`archive=None`: not)."""
+    root = budget_dir(out, table, steps)
+    archived = budget_dir(archive, table, steps) if archive else None
+    restore_table(table, out, steps, archive)
     if steps and table.evaluations:
         extra = [f"eval.every_steps={max(1, steps // table.evaluations)}", *extra]
     todo = [(name, o) for name, o in table.runs.items() if not is_done(root / name)]
@@ -221,6 +229,8 @@ def train_table(table: Table, out: Path, steps: int | None, jobs: int = 2, threa
         twin = twins.get(config_identity(composed(command[2:])))
         if twin is not None and not (root / name).exists() and not (root / name).is_symlink():
             reuse(twin, root / name)
+            if archived:  # another machine has no twin to copy from: the archive must hold it
+                archive_run(root / name, archived / name)
             todo.remove((name, overrides))
     planned = (batched(todo, root, steps, threads, wandb, extra) if batch_seeds else
                [Job(name, run_command(root / name, [*overrides, *extra], steps, threads, wandb),

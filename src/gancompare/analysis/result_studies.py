@@ -90,16 +90,24 @@ def _copy_study(source: Path, target: Path, runs: str) -> None:
                 restore_run(trial, target / study_dir.name / trial.name)
 
 
-def run_search(study: Study, out: Path, steps: int | None, jobs: int = 2, threads: int = 1,
-               wandb: str = "disabled", extra: Sequence[str] = (),
-               archive: Path | None = ARCHIVE) -> float:
-    """Phase 1, continued from the archive where this machine has no study; returns its wall
-    seconds."""
+def restore_search(study: Study, out: Path, steps: int | None,
+                   archive: Path | None = ARCHIVE) -> Path:
+    """The archived search back in place where this machine has no study; its directory."""
     sweep_dir = Path(out) / study.name / study.budget(steps) / "search"
     archived = Path(archive) / study.name / study.budget(steps) / "search" if archive else None
     if archived and archived.is_dir() and not (sweep_dir / "studies.db").is_file():
         _copy_study(archived, sweep_dir, runs="restore")
     sweep_dir.mkdir(parents=True, exist_ok=True)
+    return sweep_dir
+
+
+def run_search(study: Study, out: Path, steps: int | None, jobs: int = 2, threads: int = 1,
+               wandb: str = "disabled", extra: Sequence[str] = (),
+               archive: Path | None = ARCHIVE) -> float:
+    """Phase 1, continued from the archive where this machine has no study; returns its wall
+    seconds."""
+    sweep_dir = restore_search(study, out, steps, archive)
+    archived = Path(archive) / study.name / study.budget(steps) / "search" if archive else None
     started = time.perf_counter()
     print(f"{study.name}: search, {study.trials} trials per loss, into {sweep_dir}", flush=True)
     for loss in study.losses:  # a study per call, archived as it ends: a stop loses one at most
@@ -176,7 +184,8 @@ def seed_comparison(runs_table: pd.DataFrame, metric: str, lower_is_better: bool
                "stable share": intervals.share(part["verdict"] == "stable").format(2)}
         if loss in untuned:
             base = untuned[loss]
-            row |= {"control seeds": len(base),
+            row |= {"control point": control_point(control[control["loss"] == loss]),
+                    "control seeds": len(base),
                     f"control {metric}": intervals.mean(base).format(places),
                     "control stable share": intervals.share(
                         control.loc[control["loss"] == loss, "verdict"] == "stable").format(2),
@@ -184,6 +193,15 @@ def seed_comparison(runs_table: pd.DataFrame, metric: str, lower_is_better: bool
                         groups[loss], base[~np.isnan(base)], lower_is_better).format(2)}
         rows.append({**row, "published": published.get(loss, "")})
     return pd.DataFrame(rows), pairwise(groups, lower_is_better)
+
+
+def control_point(runs: pd.DataFrame) -> str:
+    """The point the control ran at, as its configs composed it: optimiser, D learning rate and
+    D steps (an experiment's optimiser replaces the loss file's, so it is read, not assumed)."""
+    points = {f"{row['optimizer']}, lr {row['config.optimizer.d.lr']:g}, "
+              f"{int(row['config.optimizer.d_steps'])} D"
+              for _, row in runs.iterrows()}
+    return "; ".join(sorted(points))
 
 
 def search_minutes(sweep_dir: Path) -> float:
@@ -224,8 +242,9 @@ def report_study(study: Study, out: Path, steps: int | None, docs: Path, command
             f" (the trials ran at seed {SEARCH_SEED}: the run that won is not among them)")
         lines += [f"### The best trial of each loss over {len(study.seeds)} seeds", "",
                   f"Seeds {', '.join(map(str, study.seeds))}{fresh}. The control: each loss "
-                  "without the search (its loss file's own optimiser and D steps, "
-                  f"`{' '.join(study.fixed)}`) at the same seeds"
+                  "without the search, at the optimiser and D steps "
+                  f"`{' '.join(study.fixed)}` composes for it (`control point`), at the same "
+                  "seeds"
                   + ("" if control_runs is not None and len(control_runs) else
                      " (not trained yet)") + ".", "",
                   table.to_markdown(index=False, disable_numparse=True), "",
@@ -270,9 +289,11 @@ def reproduce_study(study: Study, out: Path, steps: int | None, docs: Path, comm
                     archive: Path | None = ARCHIVE, report_only: bool = False) -> Path:
     """The three phases (each skipped where it is done), then the section."""
     from gancompare.analysis.compare import load_local
-    from gancompare.analysis.result_runs import budget_dir, train_table
+    from gancompare.analysis.result_runs import budget_dir, restore_table, train_table
 
-    if not report_only:
+    if report_only:  # what another machine archived is reported, nothing is trained
+        restore_search(study, out, steps, archive)
+    else:
         run_search(study, out, steps, jobs, threads, wandb, extra, archive)
     search = load_search(Path(out) / study.name / study.budget(steps) / "search")
     if search is None:
@@ -282,8 +303,10 @@ def reproduce_study(study: Study, out: Path, steps: int | None, docs: Path, comm
               "is the one the search picked, and biases the comparison (use fresh --seeds)",
               flush=True)
     seeds, control = seeds_table(study, search), control_table(study)
-    if not report_only:
-        for table in (seeds, control):
+    for table in (seeds, control):
+        if report_only:
+            restore_table(table, out, steps, archive)
+        else:
             train_table(table, out, steps, jobs, threads, wandb, extra, batch_seeds, archive)
 
     def finished(table: Table) -> pd.DataFrame | None:
