@@ -11,6 +11,8 @@ import pandas as pd
 import pytest
 from conftest import ROOT, run_cli
 
+from gancompare.run.machine import machine
+
 # Small, fast jobs: mlp on mnist8, a few steps, a light final evaluation.
 TINY_JOB = ["debug=fast", "model=mlp", "trainer.log_every=2", "trainer.batch_size=32",
             "eval.final_samples=200", "eval.reference_samples=600", "eval.prdc_samples=200",
@@ -89,6 +91,7 @@ def test_a_multirun_with_joblib_runs_in_parallel_and_compares(tmp_path):
     runs = summaries(sweep_dir)
     assert len(runs) == 4 and all(s["status"] == "finished" for s in runs)
     assert all(s["torch_threads"] == 1 for s in runs)  # 2 cores shared by 2 jobs, not 2 each
+    assert {s["machine"] for s in runs} == {machine()}  # each run says where it trained
     check_comparison(sweep_dir, tmp_path / "comparison")
 
 

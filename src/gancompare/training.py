@@ -32,6 +32,7 @@ from gancompare.config import check_seeds
 from gancompare.errors import ConfigError
 from gancompare.evaluation.verdict import judge
 from gancompare.run import checkpoint
+from gancompare.run.machine import machine
 from gancompare.run.run_dir import LOSS_COLUMNS, RunDir, training_summary
 from gancompare.step.gan import GAN
 from gancompare.step.seeds import RunStreams, stack_runs
@@ -247,7 +248,7 @@ def finish(run: Run, gan: GAN, k: int, started: float, startup: float | None, st
         "model": cfg.model.name, "loss": cfg.loss.name, "optimizer": cfg.optimizer.name,
         "data": cfg.data.name, "hacks": sorted(cfg.hacks), "seed": cfg.seed,
         "device": str(run.built.device), "precision": cfg.trainer.precision,
-        "torch_threads": torch.get_num_threads(),
+        "torch_threads": torch.get_num_threads(), "machine": machine(),
     }
     if stop.signal:
         summary["signal"] = stop.name

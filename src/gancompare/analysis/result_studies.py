@@ -39,8 +39,8 @@ from gancompare import PROJECT_ROOT
 from gancompare.analysis import intervals
 from gancompare.analysis.result_runs import ARCHIVE, archive_run, is_done, restore_run
 from gancompare.analysis.result_tables import Table
-from gancompare.analysis.results import machine
 from gancompare.analysis.studies import Search, load_search, pairwise, write_search
+from gancompare.run.machine import machines
 from gancompare.search import DISTRIBUTIONS_FILE, STUDY_FILE, TRIALS_FILE
 
 STUDY_FILES = (STUDY_FILE, TRIALS_FILE, DISTRIBUTIONS_FILE)
@@ -204,11 +204,9 @@ def control_point(runs: pd.DataFrame) -> str:
     return "; ".join(sorted(points))
 
 
-def search_minutes(sweep_dir: Path) -> float:
-    """The search's run time: its trials' wall times (summary.json), however many calls and
-    machines it took."""
-    return sum(json.loads(p.read_text()).get("wall_time_s", 0.0)
-               for p in Path(sweep_dir).glob("*/trial*/summary.json")) / 60
+def search_summaries(sweep_dir: Path) -> list[dict]:
+    """Every trial's summary.json, however many calls and machines the search took."""
+    return [json.loads(p.read_text()) for p in Path(sweep_dir).glob("*/trial*/summary.json")]
 
 
 def report_study(study: Study, out: Path, steps: int | None, docs: Path, command: str,
@@ -221,12 +219,13 @@ def report_study(study: Study, out: Path, steps: int | None, docs: Path, command
         raise FileNotFoundError(f"no finished search under {sweep_dir}: run it first")
     figures = Path(docs) / "results" / study.name
     write_search(search, figures)
+    trials = search_summaries(sweep_dir)
     lines = [f"## {study.title}", "", f"Command: `{command}`", "",
              f"- Search: `search={study.space}`, {study.trials} trials per loss, "
              f"{len(search.trials)} trials in all; budget: "
              f"{steps or 'the config' + chr(39) + 's'} steps per run; "
-             f"{search_minutes(sweep_dir):.1f} min of run time in all (sum over trials), "
-             f"on {machine()}.",
+             f"{sum(t.get('wall_time_s', 0.0) for t in trials) / 60:.1f} min of run time in "
+             f"all (sum over trials), on {machines(trials)}.",
              f"- Metric: {search.metric} ({search.direction}); intervals: 95 % percentile "
              "bootstrap (analysis/intervals.py).", ""]
     if study.notes:
@@ -270,7 +269,10 @@ def studies() -> dict[str, Study]:
               seeds=list(range(1, 6)), default_steps=4000,
               notes="PacGAN's protocol on ring8 (`experiment=pacgan-ring8`: its networks, batch "
                     "and evaluation) with alternating updates, so that the search can draw 1 or "
-                    "5 D steps; every loss in Lucic et al.'s wide space; fp32."),
+                    "5 D steps; every loss in Lucic et al.'s wide space; fp32. Machines (the runs "
+                    "predate the record; from the session notes): non-saturating's and LSGAN's "
+                    "first 4 trials on an AMD EPYC, 2 cores; the rest on an Intel Xeon, 2 "
+                    "cores (AVX-512 BF16, AMX); no GPU."),
         Study("study-mnist8", "Lucic's protocol on mnist8 (mlp): 16 trials per loss, the best "
               "over 5 seeds", "lucic-wide", ["minimax", "non-saturating", "lsgan",
                                              "wasserstein", "wgan-gp", "hinge", "rpgan"],
@@ -279,7 +281,10 @@ def studies() -> dict[str, Study]:
               published_heading="Lucic et al. MNIST FID (Inception features; orderings only)",
               notes="Published: Lucic et al. 2018, the best setting's FID over 50 seeds on all "
                     "of MNIST, Inception features, 20 epochs, batch 64. Ours are MNIST-CNN "
-                    "features on the 8s: compare orderings and spreads, not values."),
+                    "features on the 8s: compare orderings and spreads, not values. Machines "
+                    "(these runs predate the record): the page was first written on an AMD "
+                    "EPYC, 2 cores, no GPU, where the search ran; the control's WGAN-GP seed 1, "
+                    "never archived, was trained again on an Intel Xeon, 2 cores (FID 45.0)."),
     )}
 
 

@@ -12,11 +12,8 @@ Run directories: <out>/<table>/steps<budget>/<run>.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import os
-import platform
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -36,6 +33,7 @@ from gancompare.analysis.compare import (  # noqa: E402
 )
 from gancompare.analysis.result_runs import REUSED_FROM, budget_dir  # noqa: E402
 from gancompare.analysis.result_tables import Table  # noqa: E402
+from gancompare.run.machine import machines  # noqa: E402
 
 # Final metrics a table can show: run-table column -> (heading, scale, decimals).
 METRICS = {
@@ -142,18 +140,6 @@ def plot_curves(runs, table: Table, out: Path) -> Path | None:
     return path
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError, StopIteration):
-        cpu = next(line.split(":", 1)[1].strip() for line in
-                   Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name"))
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    import torch
-
-    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU"
-    return f"{cpu}, {cores} cores, {gpu}"
-
-
 def report_table(table: Table, out: Path, steps: int | None, docs: Path,
                  command: str | None = None) -> Path:
     """The table's section of the results page (docs/results/<table>.md) and its figures."""
@@ -199,7 +185,7 @@ def report_table(table: Table, out: Path, steps: int | None, docs: Path,
              f"- Runs: {len(finished)} of {len(table.runs)} finished; budget: {budget}.",
              f"- Wall time: {wall / 60:.1f} min of run time in all (sum over runs; "
              f"{(sum(ms) / len(ms) if ms else float('nan')):.1f} ms per step on average, "
-             f"epoch evaluations included), on {machine()}{reused}.", "",
+             f"epoch evaluations included), on {machines(finished)}{reused}.", "",
              shown.to_markdown(index=False), "", reading(runs.table, table), ""]
     discussion = docs / "results" / f"{table.name}-discussion.md"
     if discussion.is_file():  # written by hand about these runs; kept across rewrites
