@@ -34,6 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="[%(name)s][%(levelname)s] %(message)s")
     try:
         if args.probe:
+            if args.samples is not None and args.samples < 2:
+                raise ConfigError("--samples", f"{args.samples} latents cannot show a spread",
+                                  "give at least 2, e.g. --samples 256")
             built, state, _ = load_run(args.run_dir, args.checkpoint, args.device)
             figures = probe_generator(built, args.samples or 256)
             print(json.dumps({"step": int(state["step"]), **figures}, indent=2))

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from conftest import CONF, make_cfg, run_cli, write_image_folder
 
 from gancompare.cli import check_composition, check_group_choices
 from gancompare.errors import ConfigError
-from gancompare.training import train
+from gancompare.training import train, train_seeds
 
 CASES = [
     (["loss=wgan-xx"], "loss", ["hinge", "lsgan", "minimax", "non-saturating", "wasserstein",
@@ -61,6 +63,10 @@ CASES = [
     (["+optimizer.d.eps=-1e-8"], "optimizer.d.eps", ["number >= 0"]),
     (["verdict.window=0"], "verdict.window", ["(0, 1]"]),
     (["data=fashion", "data.batch_size=1"], "data.batch_size", ["integer >= 2"]),
+    (["eval.feature_space=bogus"], "eval.feature_space",
+     ["'bogus'", "auto, classifier, inception, pixels"]),
+    (["eval.final_samples=3"], "eval.final_samples", ["too few", "at least 6"]),
+    (["eval.epoch_samples=5"], "eval.epoch_samples", ["too few", "at least 6"]),
 ]
 
 
@@ -140,3 +146,36 @@ def test_a_resume_file_of_garbage_is_one_line(tmp_path):
     assert out.returncode == 2 and len(lines) == 1, out.stderr
     assert lines[0].startswith(f"error: trainer.resume: {garbage}: not a torch checkpoint")
     assert "Fix: " in lines[0] and "Traceback" not in out.stdout + out.stderr
+
+
+def test_an_evaluation_setting_is_refused_before_the_first_step(tmp_path):
+    """The feature space is built (and its weights file looked for) before training starts."""
+    with pytest.raises(ConfigError, match=r"^eval.inception_weights: .*Fix: "):
+        train(make_cfg("model=mlp", "eval.feature_space=inception", debug="eval"),
+              tmp_path / "run")
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_a_config_dir_of_ones_own_is_composed_and_its_bad_yaml_is_one_line(tmp_path):
+    mine = tmp_path / "mine" / "experiment"
+    mine.mkdir(parents=True)
+    (mine / "tiny.yaml").write_text("# @package _global_\nseed: 7\n")
+    (mine / "broken.yaml").write_text("# @package _global_\ntrainer: [max_steps: 2\n")
+    args = ["src/train.py", "--config-dir", str(tmp_path / "mine"), "debug=fast", "model=mlp"]
+    good = run_cli(*args, "experiment=tiny", f"hydra.run.dir={tmp_path / 'run'}", timeout=300)
+    assert good.returncode == 0, good.stderr[-2000:]
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["seed"] == 7
+    bad = run_cli(*args, "experiment=broken", f"hydra.run.dir={tmp_path / 'bad'}", timeout=300)
+    lines = [line for line in bad.stderr.splitlines() if line.strip()]
+    assert bad.returncode == 2 and len(lines) == 1, bad.stderr
+    assert lines[0].startswith(f"error: experiment: {mine / 'broken.yaml'}, line 3 is not valid "
+                               "YAML") and "Fix: " in lines[0]
+
+
+def test_a_bad_seed_among_trainer_seeds_names_trainer_seeds(tmp_path):
+    with pytest.raises(ConfigError, match=r"^trainer.seeds: \[0, -1\] holds -1, which is not an "
+                                          r"integer in \[0, 2\^32 - 1\]\. Fix: "):
+        train_seeds(make_cfg("trainer.seeds=[0,-1]"), tmp_path)
+    out = run_cli("src/train.py", "debug=fast", "trainer.seeds=[0,-1]",
+                  f"hydra.run.dir={tmp_path / 'run'}", timeout=300)
+    assert out.returncode == 2 and out.stderr.startswith("error: trainer.seeds: [0, -1] holds -1")

@@ -168,3 +168,29 @@ def test_the_comparison_reads_runs_from_the_wandb_api(tmp_path):
     assert summary_table(runs, ["loss"]).loc[0, "fid_mnist_cnn_mean"] == 6.0
     with pytest.raises(LookupError, match="no W&B run"):
         load_wandb("me/gancompare", "other", tmp_path, api=api)
+
+
+def test_a_summary_cut_mid_write_is_named_and_left_out_and_the_rest_compared(sweep_dir,
+                                                                            tmp_path, caplog):
+    cut = sweep_dir / "1" / "summary.json"
+    cut.write_text(cut.read_text()[:40])
+    runs = load_local(sweep_dir)
+    assert sorted(runs.table["run"]) == ["sweep/0", "sweep/2", "sweep/3"]
+    assert f"{cut} is not a readable summary" in caplog.text
+    assert compare(runs, tmp_path / "out")  # the figures and table of the others
+
+
+@pytest.mark.parametrize("make", ["missing", "empty", "no runs"])
+def test_the_script_on_a_path_with_no_runs_is_one_line_with_the_fix(make, tmp_path):
+    from conftest import run_cli
+
+    path = tmp_path / "sweep"
+    if make != "missing":
+        path.mkdir()
+    if make == "no runs":
+        (path / "notes.txt").write_text("nothing here")
+    out = run_cli("scripts/compare.py", str(path), timeout=300)
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert out.returncode == 2 and len(lines) == 1, out.stderr
+    assert lines[0].startswith("error: sweep_dir: ") and str(path) in lines[0]
+    assert "Fix: give a sweep directory of `python src/train.py -m ...`" in lines[0]

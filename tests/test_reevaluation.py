@@ -202,3 +202,49 @@ def test_a_run_is_judged_again_under_todays_rules_with_its_own_verdict_overrides
                                                                    "few-distinct")
     assert after["verdict_before"] == "convergence-failure"  # the first verdict is kept
     assert json.loads((tmp_path / "summary.json").read_text())["verdict"] == "mode-collapse"
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory):
+    run = tmp_path_factory.mktemp("evaluated")
+    train(make_cfg("model=mlp", "eval.final_samples=300"), run)
+    return run
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--samples", "-5"], "--samples: -5 is not a positive number of samples"),
+    (["--samples", "0"], "--samples: 0 is not a positive number of samples"),
+    (["--samples", "1"], "--samples: 1 samples are too few to evaluate"),
+    (["--probe", "--samples", "1"], "--samples: 1 latents cannot show a spread"),
+])
+def test_too_few_samples_are_one_line(args, words, evaluated):
+    out = run_cli("src/evaluate.py", str(evaluated), *args, timeout=300)
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert out.returncode == 2 and len(lines) == 1, out.stderr[-2000:]
+    assert lines[0].startswith(f"error: {words}") and "Fix: " in lines[0]
+
+
+@pytest.mark.parametrize("damage, words", [
+    ("empty", "metrics.csv is empty"),
+    ("header", "metrics.csv holds no rows"),
+    ("cut", "metrics.csv is cut mid-row after step 2"),
+    ("short", "metrics.csv ends at step 2 of 3"),
+])
+def test_a_damaged_metrics_file_is_said_and_named_in_the_verdict(damage, words, evaluated,
+                                                                 tmp_path, caplog):
+    import shutil
+
+    from gancompare.reevaluation import evaluate_run
+
+    run = tmp_path / "run"
+    shutil.copytree(evaluated, run)
+    text = (run / "metrics.csv").read_text()
+    lines = text.splitlines(keepends=True)
+    (run / "metrics.csv").write_text({"empty": "", "header": lines[0],
+                                      "cut": text[: len(text) - len(lines[-1]) // 2],
+                                      "short": "".join(lines[:3])}[damage])
+    summary = evaluate_run(run, samples=300)
+    assert words in summary["verdict_evidence"]["curves_damage"]
+    assert words in caplog.text and "restore the file from the results archive" in caplog.text
+    whole = evaluate_run(evaluated, samples=300)
+    assert "curves_damage" not in whole["verdict_evidence"]

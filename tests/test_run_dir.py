@@ -3,13 +3,21 @@ W&B, offline by default, falling back to offline files when its server cannot be
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
+import os
+import shutil
+import socket
 import subprocess
+import time
 
 import pytest
 import torch
-from conftest import ROOT, make_cfg, read_csv
+from conftest import ROOT, make_cfg, read_csv, run_cli
 
+from gancompare.errors import ConfigError
+from gancompare.run import checkpoint
 from gancompare.run.run_dir import RunDir, read_rows, training_summary
 from gancompare.training import train
 
@@ -96,3 +104,77 @@ def test_a_failing_wandb_is_a_warning_and_training_goes_on(tmp_path, monkeypatch
     with pytest.warns(UserWarning, match="W&B disabled"):
         summary = train(make_cfg("logger.wandb.mode=offline"), tmp_path)
     assert summary["status"] == "finished" and len(read_csv(tmp_path / "metrics.csv")) == 3
+
+
+SMALL_EPOCHS = ["data=ring8", "model=mlp", "data.n_samples=48", "trainer.batch_size=16",
+                "trainer.max_steps=9"]  # 3 steps an epoch, a checkpoint each
+
+
+@contextlib.contextmanager
+def small_disk(path, size_bytes):
+    """A tmpfs of `size_bytes` at `path` where this machine lets us mount one (as root), else
+    False."""
+    path.mkdir(parents=True)
+    mounted = os.geteuid() == 0 and shutil.which("mount") is not None and subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={max(64, size_bytes // 1024)}k", "tmpfs",
+         str(path)], capture_output=True).returncode == 0
+    try:
+        yield mounted
+    finally:
+        if mounted:
+            subprocess.run(["umount", str(path)], check=True)
+
+
+@pytest.mark.parametrize("disk", ["tmpfs", "enospc"])
+def test_a_full_disk_is_one_line_that_keeps_the_earlier_checkpoints(disk, tmp_path,
+                                                                    monkeypatch):
+    """A real small disk where the machine allows mounting one; and everywhere, the third
+    checkpoint write raising ENOSPC after writing part of the file."""
+    train(make_cfg(*SMALL_EPOCHS, "trainer.max_steps=3"), tmp_path / "probe")
+    size = (tmp_path / "probe" / "checkpoints" / "last.pt").stat().st_size
+    run = tmp_path / "disk" / "run"
+    # room for epoch 1's two checkpoints and the small files, not for epoch 2's
+    with small_disk(tmp_path / "disk", int(2.6 * size) + 512 * 1024) if disk == "tmpfs" \
+            else contextlib.nullcontext(False) as mounted:
+        if disk == "tmpfs" and not mounted:
+            pytest.skip("no tmpfs can be mounted here (not root): the enospc case stands in")
+        if disk == "enospc":
+            honest, calls = torch.save, {"n": 0}
+
+            def full_at_the_third(state, f, *args, **kwargs):
+                calls["n"] += 1
+                if calls["n"] == 3:
+                    f.write(b"half a checkpoint")
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), f.name)
+                return honest(state, f, *args, **kwargs)
+
+            monkeypatch.setattr(torch, "save", full_at_the_third)
+        with pytest.raises(ConfigError) as error:
+            train(make_cfg(*SMALL_EPOCHS), run)
+        line = str(error.value)
+        assert line.startswith(f"hydra.run.dir: the disk is full writing {run}/checkpoints/")
+        assert "kept: checkpoints/epoch_001.pt, last.pt" in line and "\n" not in line
+        assert "run the same command" in line
+        assert not list(run.rglob("*.tmp"))  # nothing half written is left
+        assert checkpoint.load(run / "checkpoints" / "epoch_001.pt")["step"] == 3
+        assert checkpoint.load(run / "checkpoints" / "last.pt")["step"] == 3
+
+
+def test_a_wandb_server_that_does_not_answer_goes_offline_in_seconds_for_wandb_sync(tmp_path):
+    """No network: W&B's own init retries for about 90 s, then leaves files `wandb sync`
+    cannot use. A closed port stands for the unreachable server."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed once the block ends
+    started = time.monotonic()
+    out = run_cli("src/train.py", "debug=fast", "model=mlp", "logger.wandb.mode=online",
+                  f"hydra.run.dir={tmp_path}", timeout=300,
+                  env={"WANDB_MODE": "online", "WANDB_API_KEY": "x" * 40,
+                       "WANDB_BASE_URL": f"http://127.0.0.1:{port}"})
+    took = time.monotonic() - started
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "this run logs offline" in out.stderr and f"wandb sync {tmp_path}/wandb" in out.stderr
+    runs = list((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and not list((tmp_path / "wandb").glob("run-*"))
+    assert json.loads(_inspect(runs[0], "--summary"))["summary"]["steps"] == 3
+    assert took < 60  # the fallback itself takes 3 s; the rest is imports and 3 steps

@@ -210,3 +210,32 @@ def test_choice_sweeps_on_the_command_line_are_a_grid_of_studies():
     assert grid == [["loss=hinge", "data=ring8"], ["loss=hinge", "data=grid25"],
                     ["loss=lsgan", "data=ring8"], ["loss=lsgan", "data=grid25"]]
     assert rest == ["search.lr=0.1", "search.beta1=interval(0, 1)"]
+
+
+@pytest.mark.parametrize("override, words", [
+    ("hydra.sweeper.n_trials=-1", "error: hydra.sweeper.n_trials: -1 is not a positive integer"),
+    ("hydra.sweeper.n_trials=0", "error: hydra.sweeper.n_trials: 0 is not a positive integer"),
+    ("hydra.sweeper.n_jobs=0", "error: hydra.sweeper.n_jobs: 0 is not a positive integer"),
+])
+def test_a_study_of_no_trials_is_refused_in_one_line(override, words, tmp_path):
+    out = run_cli("src/train.py", *SEARCH, override, f"hydra.sweep.dir={tmp_path}", timeout=300)
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert out.returncode == 2 and len(lines) == 1, out.stderr[-2000:]
+    assert lines[0].startswith(words) and "Fix: " in lines[0]
+    assert not list(tmp_path.glob("*/trial*"))
+
+
+def test_a_damaged_study_file_is_one_line_naming_it_and_the_rebuild(tmp_path):
+    storage = tmp_path / "studies.db"
+    study = optuna.create_study(study_name=STUDIES[0], storage=f"sqlite:///{storage}")
+    study.add_trial(optuna.trial.create_trial(
+        params={"search.lr": 1e-4}, value=0.5,
+        distributions={"search.lr": optuna.distributions.LogUniformDistribution(1e-5, 1e-2)}))
+    content = storage.read_bytes()
+    storage.write_bytes(content[: len(content) // 2])  # a copy cut short, a disk that failed
+    out = run_cli("src/train.py", *SEARCH, f"hydra.sweep.dir={tmp_path}", timeout=300)
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert out.returncode == 2 and len(lines) == 1, out.stderr[-2000:]
+    assert lines[0].startswith(f"error: hydra.sweeper.storage: {storage} cannot be read as a "
+                               "study (")
+    assert f"mv {storage} {storage}.damaged" in lines[0] and "trials.csv" in lines[0]

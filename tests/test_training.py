@@ -144,6 +144,34 @@ def test_a_signal_saves_the_current_step_and_the_resumed_run_is_bit_exact(
     _same_run(tmp_path / "straight", tmp_path / "resumed")
 
 
+def test_a_signal_during_the_final_evaluation_is_recorded_and_the_same_command_finishes_it(
+        tmp_path, monkeypatch):
+    from gancompare.evaluation.evaluator import Evaluator
+
+    honest = Evaluator._evaluate
+
+    def signalled(self, sample, n):
+        os.kill(os.getpid(), signal.SIGTERM)  # a scheduler's SIGTERM as the evaluation starts
+        return honest(self, sample, n)
+
+    monkeypatch.setattr(Evaluator, "_evaluate", signalled)
+    previous = signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        cfg = make_cfg("model=mlp", "eval.final_samples=500")
+        stopped = train(cfg, tmp_path)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert (stopped["status"], stopped["signal"], stopped["interrupted_during"]) == (
+        "interrupted", "SIGTERM", "final evaluation")
+    assert stopped["eval"] == {} and stopped["steps"] == 3
+    assert json.loads((tmp_path / "summary.json").read_text())["status"] == "interrupted"
+    assert checkpoint.load(tmp_path / "checkpoints/last.pt")["step"] == 3
+    monkeypatch.setattr(Evaluator, "_evaluate", honest)
+    finished = train(cfg, tmp_path)  # the same command: trains nothing, evaluates
+    assert (finished["status"], finished["resumed_from_step"]) == ("finished", 3)
+    assert finished["eval"]["fid_mnist_cnn"] > 0 and "interrupted_during" not in finished
+
+
 def test_the_entrypoint_exits_with_the_signal_after_saving(tmp_path):
     """A real SIGTERM to `python src/train.py`: checkpoint, exit 128 + 15, resumable."""
     process = subprocess.Popen(

@@ -57,4 +57,9 @@ def build(cfg: DictConfig, device: str | None = None) -> Built:
                             gan.latent_distribution,
                             generator=torch.Generator().manual_seed(cfg.seed)).to(torch_device)
     evaluator = Evaluator(cfg.eval, cfg.data, data, torch_device)
+    if cfg.eval.every_epoch or cfg.eval.every_steps or cfg.eval.final_samples:
+        # its settings (feature space, weight files) are refused now, not after training; under
+        # a forked RNG, as at every evaluation, so the training stream is the same either way
+        with torch.random.fork_rng(devices=[torch_device] if torch_device.type == "cuda" else []):
+            evaluator.space  # noqa: B018
     return Built(cfg, torch_device, data, gan, evaluator, fixed_z, steps_per_epoch, total_steps)

@@ -38,15 +38,28 @@ def _values(override) -> list | None:
         return None
 
 
+def config_dirs(args: Sequence[str], conf_dir: Path) -> list[Path]:
+    """The project's conf/ and the folders `--config-dir D` (`-cd D`) adds to Hydra's search
+    path, whose options count as much as conf/'s."""
+    dirs, args = [Path(conf_dir)], list(args)
+    for i, arg in enumerate(args):
+        if arg in ("--config-dir", "-cd") and i + 1 < len(args):
+            dirs.append(Path(args[i + 1]))
+        elif arg.startswith("--config-dir="):
+            dirs.append(Path(arg.split("=", 1)[1]))
+    return dirs
+
+
 def check_group_choices(args: Sequence[str], conf_dir: Path) -> None:
     """Refuse `group=option` overrides naming an option that has no YAML file, in one line that
     lists the valid options (Hydra's own message, the fallback, spans a dozen lines)."""
+    dirs = config_dirs(args, conf_dir)
     for override in _overrides(args):
         group = override.key_or_group
-        folder = Path(conf_dir) / group
-        if override.is_delete() or group.startswith("hydra") or not folder.is_dir():
+        folders = [d / group for d in dirs if (d / group).is_dir()]
+        if override.is_delete() or group.startswith("hydra") or not folders:
             continue
-        options = sorted(p.stem for p in folder.glob("*.yaml"))
+        options = sorted({p.stem for folder in folders for p in folder.glob("*.yaml")})
         for name in _names(_values(override) or []):
             if name not in options and name != "null":
                 raise ConfigError(group, f"no option '{name}' in config group '{group}'",
@@ -56,14 +69,19 @@ def check_group_choices(args: Sequence[str], conf_dir: Path) -> None:
 def check_composition(args: Sequence[str], conf_dir: Path) -> None:
     """Compose the config as Hydra will, and turn what it refuses into one line: the run's
     overrides once, then each value of every swept key that is not a config group."""
+    import yaml
     from hydra import compose, initialize_config_dir
     from hydra.errors import ConfigCompositionException
 
+    dirs = config_dirs(args, conf_dir)
     overrides = [o for o in _overrides(args) if not o.key_or_group.startswith("hydra")]
     fixed = [o.input_line for o in overrides if not o.is_sweep_override()]
+    if len(dirs) > 1:  # --config-dir: compose over the same search path as Hydra's app
+        fixed.append("hydra.searchpath=[" + ",".join(f"file://{d.resolve()}" for d in dirs[1:])
+                     + "]")
     trials = [fixed]
     for o in overrides:
-        if o.is_sweep_override() and not (Path(conf_dir) / o.key_or_group).is_dir():
+        if o.is_sweep_override() and not any((d / o.key_or_group).is_dir() for d in dirs):
             trials += [[*fixed, f"{o.get_key_element()}={v}"] for v in _values(o) or []]
     with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
         for trial in trials:
@@ -71,6 +89,19 @@ def check_composition(args: Sequence[str], conf_dir: Path) -> None:
                 compose(config_name="train", overrides=trial)
             except ConfigCompositionException as error:
                 raise _one_line(error, compose) from None
+            except yaml.YAMLError as error:  # a config file of the search path is not YAML
+                raise _yaml_line(error, dirs) from None
+
+
+def _yaml_line(error, dirs: list[Path]) -> ConfigError:
+    mark = getattr(error, "problem_mark", None)
+    path = Path(mark.name) if mark is not None else None
+    group = next((str(path.parent.relative_to(d)) for d in dirs
+                  if path is not None and path.is_relative_to(d)), "config")
+    where = f"{path}, line {mark.line + 1}" if mark is not None else "a config file"
+    return ConfigError(group, f"{where} is not valid YAML "
+                       f"({getattr(error, 'problem', None) or type(error).__name__})",
+                       "correct the YAML syntax at that line of the file")
 
 
 def _one_line(error: Exception, compose) -> ConfigError:

@@ -16,7 +16,7 @@ import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from gancompare.errors import ConfigError
-from gancompare.ranges import check_ranges
+from gancompare.ranges import SEED, check_ranges
 from gancompare.step.hacks import check_hacks
 from gancompare.step.losses import build_objective
 
@@ -49,6 +49,9 @@ def check_config(cfg: DictConfig) -> None:
     _choice(cfg, "optimizer.d_passes", D_PASSES)
     _choice(cfg, "optimizer.g_latents", G_LATENTS)
     _choice(cfg, "model.latent_distribution", LATENTS)
+    _choice(cfg, "eval.feature_space", FEATURE_SPACES)
+    check_eval_samples(cfg.eval.final_samples, cfg, "eval.final_samples")
+    check_eval_samples(cfg.eval.epoch_samples, cfg, "eval.epoch_samples")
     if OmegaConf.select(cfg, "trainer.seeds") is not None:
         check_seeds(cfg.trainer.seeds)
     objective = build_objective(cfg.loss.objective)
@@ -62,13 +65,36 @@ def check_config(cfg: DictConfig) -> None:
 
 
 def check_seeds(seeds: object) -> list[int]:
-    """`trainer.seeds`: distinct integer seeds, one run each."""
+    """`trainer.seeds`: distinct integer seeds, each one `seed` accepts, one run each."""
     values = list(seeds) if isinstance(seeds, list | tuple | ListConfig) else None
     if not values or any(isinstance(s, bool) or not isinstance(s, int) for s in values) \
             or len(set(values)) != len(values):
         raise ConfigError("trainer.seeds", f"{seeds!r} is not a list of distinct integer seeds",
                           "set e.g. trainer.seeds=[0,1,2], or null for one run of `seed`")
+    bad = [s for s in values if not SEED.admits(s)]
+    if bad:
+        raise ConfigError("trainer.seeds", f"{list(values)!r} holds {bad[0]}, which is not "
+                          f"{SEED.describe()}", "set seeds in that range, e.g. "
+                          "trainer.seeds=[0,1,2]")
     return values
+
+
+FEATURE_SPACES = ("auto", "classifier", "inception", "pixels")
+
+
+def min_eval_samples(cfg: DictConfig) -> int:
+    """The fewest samples an evaluation can score: PRDC's k-th neighbour needs k + 1."""
+    return int(cfg.eval.prdc_k) + 1
+
+
+def check_eval_samples(n: int, cfg: DictConfig, key: str) -> None:
+    """`n` generated samples are enough for every metric (or 0, which skips the evaluation)."""
+    low = min_eval_samples(cfg)
+    if n != 0 and n < low:
+        raise ConfigError(key, f"{n} samples are too few to evaluate (PRDC's k-th nearest "
+                          f"neighbour, eval.prdc_k={cfg.eval.prdc_k}, needs at least {low})",
+                          f"give at least {low}, e.g. {key}{' ' if key.startswith('-') else '='}"
+                          "1000")
 
 
 def effective_config(cfg: DictConfig) -> DictConfig:

@@ -6,6 +6,7 @@ run code here."""
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,15 +18,18 @@ from omegaconf import DictConfig, OmegaConf
 
 from gancompare import PROJECT_ROOT
 from gancompare.build import Built, build
-from gancompare.config import upgrade_saved
+from gancompare.config import check_eval_samples
 from gancompare.errors import ConfigError
 from gancompare.evaluation.verdict import judge
 from gancompare.run import checkpoint
-from gancompare.run.run_dir import columns, flat_summary, read_rows, write_summary
+from gancompare.run.run_dir import columns, flat_summary, read_curves, write_summary
 from gancompare.run.tracking import WandbRun
+from gancompare.saved import read_saved, read_yaml
 from gancompare.schema import VerdictSchema
 from gancompare.step.gan import GAN
 from gancompare.step.phases import frozen
+
+log = logging.getLogger(__name__)
 
 
 def load_run(run_dir: Path, checkpoint_path: Path | None = None,
@@ -33,13 +37,7 @@ def load_run(run_dir: Path, checkpoint_path: Path | None = None,
     """A finished run rebuilt from its config.yaml with a checkpoint's weights (default:
     checkpoints/last.pt): the built run, the checkpoint's state and its path."""
     run_dir = Path(run_dir)
-    config_path = run_dir / "config.yaml"
-    if not config_path.is_file():
-        raise ConfigError("run_dir", f"{run_dir} holds no config.yaml",
-                          "pass a run directory written by src/train.py")
-    cfg = upgrade_saved(OmegaConf.load(config_path))
-    if not Path(cfg.paths.data).is_dir():  # a run directory from another machine
-        cfg.paths.data = str(PROJECT_ROOT / "data")
+    cfg = read_saved(run_dir / "config.yaml")  # data: only the project's units are built
     checkpoint_path = Path(checkpoint_path or run_dir / "checkpoints" / checkpoint.LAST)
     if not checkpoint_path.is_file():
         raise ConfigError("--checkpoint", f"no checkpoint at {checkpoint_path}",
@@ -58,21 +56,26 @@ def evaluate_run(run_dir: Path, checkpoint_path: Path | None = None, samples: in
                  device: str | None = None) -> dict[str, Any]:
     """Recompute a run's metrics and verdict from a checkpoint (default: checkpoints/last.pt)."""
     run_dir = Path(run_dir)
+    summary = read_summary(run_dir, missing_ok=True)
+    if samples is not None:  # refused before anything is built
+        if samples <= 0:
+            raise ConfigError("--samples", f"{samples} is not a positive number of samples",
+                              "give e.g. --samples 10000, or leave it out for the run's own")
+        check_eval_samples(samples, read_saved(run_dir / "config.yaml"), "--samples")
     built, state, checkpoint_path = load_run(run_dir, checkpoint_path, device)
     cfg = built.cfg
     started = time.perf_counter()
     figures = built.evaluator.evaluate(built.gan.sample, samples or cfg.eval.final_samples)
     figures["eval_seconds"] = time.perf_counter() - started
 
-    summary_path = run_dir / "summary.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
     divergence = None
     if summary.get("status") == "diverged":  # keep the verdict: the checkpoint predates the NaN
         evidence = summary["verdict_evidence"]
         divergence = {"step": evidence["step"], "columns": evidence["values"]["columns"]}
     inputs = verdict_inputs(built)
-    verdict = judge(columns(read_rows(run_dir / "metrics.csv")), figures,
-                    divergence=divergence, rules=built.cfg.verdict, **inputs)
+    history, damage = curves(run_dir, summary)
+    verdict = judge(history, figures, divergence=divergence, rules=built.cfg.verdict, **inputs)
+    verdict.update({"curves_damage": damage} if damage else {})
     summary.update({"eval": figures, "verdict": verdict["verdict"], "verdict_evidence": verdict,
                     "verdict_inputs": inputs,
                     "evaluated_checkpoint": str(checkpoint_path),
@@ -85,6 +88,36 @@ def evaluate_run(run_dir: Path, checkpoint_path: Path | None = None, samples: in
     return summary
 
 
+def read_summary(run_dir: Path, missing_ok: bool = False) -> dict[str, Any]:
+    """A run's summary.json; one cut mid-write (or not JSON) is one line naming it."""
+    path = Path(run_dir) / "summary.json"
+    if not path.is_file():
+        if missing_ok:
+            return {}
+        raise ConfigError("run_dir", f"{run_dir} holds no summary.json",
+                          "pass a finished run directory written by src/train.py")
+    try:
+        summary = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        summary = error
+    if not isinstance(summary, dict):
+        raise ConfigError("run_dir", f"{path} is not a readable summary (cut mid-write?)",
+                          "restore it from the results archive, or delete it and run "
+                          f"src/evaluate.py {run_dir} to write it anew")
+    return summary
+
+
+def curves(run_dir: Path, summary: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """The run's curves for its verdict, and what is wrong with its metrics.csv: said in one
+    warning line; the verdict judges what is left and its evidence names the damage."""
+    rows, problem = read_curves(run_dir, summary.get("steps"))
+    if problem:
+        log.warning("%s: the verdict is judged from %s; restore the file from the results "
+                    "archive (metrics.csv.gz) to judge the whole run", problem,
+                    f"the {len(rows)} rows left" if rows else "the final figures alone")
+    return columns(rows), problem
+
+
 def verdict_inputs(built: Built) -> dict[str, Any]:
     """What the verdict rules know of a run besides its curves and figures."""
     return {"critic": not built.gan.objective.has_accuracy, "known": built.evaluator.known}
@@ -92,14 +125,28 @@ def verdict_inputs(built: Built) -> dict[str, Any]:
 
 def current_rules(run_dir: Path) -> DictConfig:
     """The verdict rules of today (conf/verdict/default.yaml) with the run's own `verdict.*`
-    overrides of its command line."""
+    overrides of its command line, read as numbers (one that is not is one line naming the
+    file)."""
     rules = OmegaConf.merge(OmegaConf.structured(VerdictSchema),
                             OmegaConf.load(PROJECT_ROOT / "conf" / "verdict" / "default.yaml"))
     overrides_file = Path(run_dir) / ".hydra" / "overrides.yaml"
-    own = [o.removeprefix("verdict.") for o in (OmegaConf.load(overrides_file)
-                                                 if overrides_file.is_file() else [])
-           if str(o).startswith("verdict.")]
-    return OmegaConf.merge(rules, OmegaConf.from_dotlist(own))
+    saved = OmegaConf.to_container(read_yaml(overrides_file)) if overrides_file.is_file() \
+        else []
+    own = {}
+    for override in saved if isinstance(saved, list) else [saved]:
+        key, _, value = str(override).partition("=")
+        if not key.startswith("verdict."):
+            continue
+        name = key.removeprefix("verdict.")
+        try:
+            own[name] = float(value)
+        except ValueError:
+            own[name] = None
+        if name not in rules or own[name] is None:
+            raise ConfigError(key, f"{overrides_file} sets {override!r}, not a number for one "
+                              "of the verdict's rules", "correct or delete that line of the "
+                              "file (the run then gets today's rules)")
+    return OmegaConf.merge(rules, own)
 
 
 def rejudge_run(run_dir: Path, device: str | None = None) -> dict[str, Any]:
@@ -109,14 +156,16 @@ def rejudge_run(run_dir: Path, device: str | None = None) -> dict[str, Any]:
     kept, the run rebuilt from its last checkpoint. summary.json is updated, the first verdict
     it replaces kept as `verdict_before`. A diverged or unevaluated run keeps its verdict."""
     run_dir = Path(run_dir)
-    summary = json.loads((run_dir / "summary.json").read_text())
+    summary = read_summary(run_dir)
     if summary.get("status") != "finished" or not summary.get("eval"):
         return summary
     inputs = summary.get("verdict_inputs")
     if inputs is None:
         inputs = verdict_inputs(load_run(run_dir, device=device)[0])
-    verdict = judge(columns(read_rows(run_dir / "metrics.csv")), summary["eval"],
-                    divergence=None, rules=current_rules(run_dir), **inputs)
+    history, damage = curves(run_dir, summary)
+    verdict = judge(history, summary["eval"], divergence=None, rules=current_rules(run_dir),
+                    **inputs)
+    verdict.update({"curves_damage": damage} if damage else {})
     summary.setdefault("verdict_before", summary["verdict"])
     summary.update({"verdict": verdict["verdict"], "verdict_evidence": verdict,
                     "verdict_inputs": inputs})

@@ -11,6 +11,7 @@ run writes is `run_dir.py`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -18,6 +19,7 @@ import re
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +35,7 @@ from gancompare.errors import ConfigError
 from gancompare.evaluation.verdict import judge
 from gancompare.run import checkpoint
 from gancompare.run.machine import machine
-from gancompare.run.run_dir import LOSS_COLUMNS, RunDir, training_summary
+from gancompare.run.run_dir import LOSS_COLUMNS, RunDir, disk_faults, training_summary
 from gancompare.step.gan import GAN
 from gancompare.step.seeds import RunStreams, stack_runs
 
@@ -64,8 +66,9 @@ def train(cfg: DictConfig, run_dir: Path, wandb_name: str | None = None,
     summary["status"]: finished, diverged, or interrupted (then summary["signal"] is set)."""
     started = time.perf_counter()
     built = build(cfg)
-    run = start_run(built, Path(run_dir), wandb_name, wandb_group)
-    return loop(built.gan, [run], started)[0]
+    with disk_faults(Path(run_dir)):  # a full disk: one line, the checkpoints kept
+        run = start_run(built, Path(run_dir), wandb_name, wandb_group)
+        return loop(built.gan, [run], started)[0]
 
 
 def train_seeds(cfg: DictConfig, run_dir: Path, wandb_name: str | None = None,
@@ -84,6 +87,12 @@ def train_seeds(cfg: DictConfig, run_dir: Path, wandb_name: str | None = None,
                               "(torch's parametrization), which trainer.seeds' vmap cannot batch",
                               "train the seeds as separate runs (-m seed=0,1,2) or drop "
                               "trainer.seeds")
+    with disk_faults(Path(run_dir)):  # a full disk: one line, the checkpoints kept
+        return _train_seeds(cfg, seeds, Path(run_dir), wandb_name, wandb_group, started)
+
+
+def _train_seeds(cfg: DictConfig, seeds: list[int], run_dir: Path, wandb_name: str | None,
+                 wandb_group: str | None, started: float) -> list[dict[str, Any]]:
     runs = []
     for seed in seeds:
         cfg_seed = cfg.copy()
@@ -200,16 +209,17 @@ def loop(gan: GAN, runs: list[Run], started: float) -> list[dict[str, Any]]:
                     log.warning("%s at step %d: checkpoint saved; run again with the same "
                                 "overrides and run directory to resume", stop.name, step)
                     break
-        bar.close()
-        loop_seconds = time.perf_counter() - loop_started
+            bar.close()
+            loop_seconds = time.perf_counter() - loop_started
 
-        # ---- final evaluation, verdict, summary (each run) ----
-        summaries = []
-        for k, run in enumerate(runs):
-            if run.status == "training":
-                run.status = "finished"
-            summaries.append(finish(run, gan, k, started, startup, steps_done, loop_seconds,
-                                    stop, len(runs)))
+            # ---- final evaluation, verdict, summary (each run); a signal now stops the
+            # evaluation at once, and the summary says so ----
+            summaries = []
+            for k, run in enumerate(runs):
+                if run.status == "training":
+                    run.status = "finished"
+                summaries.append(finish(run, gan, k, started, startup, steps_done, loop_seconds,
+                                        stop, len(runs)))
     except BaseException:
         for run in runs:
             run.dir.wandb.finish(exit_code=1)
@@ -222,10 +232,18 @@ def finish(run: Run, gan: GAN, k: int, started: float, startup: float | None, st
     cfg, evaluator = run.cfg, run.built.evaluator
     final: dict[str, float] = {}
     if run.status == "finished" and cfg.eval.final_samples:
+        log.info("%sFinal evaluation on %d samples", seed_label(run, runs_in_process),
+                 cfg.eval.final_samples)
         eval_started = time.perf_counter()
-        with gan.rng(k):
+        with contextlib.suppress(StopRequest.Interrupted), stop.at_once(), gan.rng(k):
             final = evaluator.evaluate(gan.member(k).sample, cfg.eval.final_samples)
-        final["eval_seconds"] = time.perf_counter() - eval_started
+            final["eval_seconds"] = time.perf_counter() - eval_started
+        if stop.signal:  # trained to the end, not evaluated: the same command evaluates it
+            run.status, final = "interrupted", {}
+            log.warning("%s%s during the final evaluation: the run is trained (its last "
+                        "checkpoint is saved) but not evaluated; run the same command again, "
+                        "or src/evaluate.py %s", seed_label(run, runs_in_process), stop.name,
+                        run.dir.path)
     run.dir.save_curves()
     # what the rules know of the run besides its curves and figures: judged again from these
     inputs = {"critic": run.dir.critic, "known": evaluator.known if final else {}}
@@ -252,6 +270,8 @@ def finish(run: Run, gan: GAN, k: int, started: float, startup: float | None, st
     }
     if stop.signal:
         summary["signal"] = stop.name
+        if run.status == "interrupted" and run.start_step + steps_done == run.built.total_steps:
+            summary["interrupted_during"] = "final evaluation"
     run.dir.finish(summary)
     log.info("%sVerdict: %s (%s)", seed_label(run, runs_in_process), verdict["verdict"],
              verdict["reason"])
@@ -291,9 +311,25 @@ class StopRequest:
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
     DEFAULTS = (signal.default_int_handler, signal.SIG_DFL)
 
+    class Interrupted(Exception):
+        """Raised by the handler inside `at_once()`: stop what runs now."""
+
     def __init__(self) -> None:
         self.signal: int | None = None
         self._previous: dict[int, Any] = {}
+        self._at_once = False
+
+    @contextlib.contextmanager
+    def at_once(self) -> Iterator[None]:
+        """Within this block a signal (or one received before it) raises `Interrupted` instead
+        of waiting for the next step: for the final evaluation, which has no steps."""
+        if self.signal:
+            raise self.Interrupted
+        self._at_once = True
+        try:
+            yield
+        finally:
+            self._at_once = False
 
     @property
     def name(self) -> str:
@@ -302,6 +338,8 @@ class StopRequest:
     def _handle(self, signum: int, frame: Any) -> None:
         self.signal = signum
         signal.signal(signum, self._previous[signum])  # the next one acts as usual
+        if self._at_once:
+            raise self.Interrupted
 
     def __enter__(self) -> StopRequest:
         if threading.current_thread() is threading.main_thread():

@@ -16,7 +16,7 @@ per group; verdict counts).
 
 from __future__ import annotations
 
-import json
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -35,7 +35,11 @@ from omegaconf import OmegaConf  # noqa: E402
 from gancompare import PROJECT_ROOT  # noqa: E402
 from gancompare.analysis import intervals  # noqa: E402
 from gancompare.analysis.grouping import grouping, with_groups  # noqa: E402
-from gancompare.analysis.sweep import collect  # noqa: E402
+from gancompare.analysis.sweep import collect, read_job  # noqa: E402
+from gancompare.errors import ConfigError  # noqa: E402
+from gancompare.saved import read_yaml  # noqa: E402
+
+log = logging.getLogger(__name__)
 
 VERDICTS = ["stable", "mode-collapse", "convergence-failure", "diverged", "failed"]
 ABBREVIATIONS = {"mode-collapse": "MC", "convergence-failure": "CF", "diverged": "DIV",
@@ -100,20 +104,28 @@ def _loss_file(loss: str) -> dict[str, Any]:
 def load_local(sweep_dir: Path) -> Runs:
     """Every job of a local sweep directory (or a single run directory)."""
     sweep_dir = Path(sweep_dir)
+    where = ("give a sweep directory of `python src/train.py -m ...` (outputs/sweeps/<time>) "
+             "or a run directory")
     if not sweep_dir.is_dir():
-        raise FileNotFoundError(f"no sweep directory at {sweep_dir}")
+        raise ConfigError("sweep_dir", f"no directory at {sweep_dir}", where)
     jobs = collect(sweep_dir)
     if not jobs and (sweep_dir / "summary.json").is_file():
-        jobs = [{"dir": sweep_dir, **json.loads((sweep_dir / "summary.json").read_text())}]
+        summary = read_job(sweep_dir / "summary.json")
+        jobs = [{"dir": sweep_dir, **summary}] if summary is not None else []
     if not jobs:
-        raise FileNotFoundError(f"{sweep_dir} holds no run (no */.hydra/overrides.yaml)")
+        raise ConfigError("sweep_dir", f"{sweep_dir} holds no readable run (no "
+                          "*/.hydra/overrides.yaml with a summary.json beside)", where)
     rows, histories, samples = [], {}, {}
     for job in jobs:
         run_dir: Path = job["dir"]
         name = str(run_dir.relative_to(sweep_dir.parent))
-        config = next((OmegaConf.to_container(OmegaConf.load(p)) for p in
-                       (run_dir / "config.yaml", run_dir / ".hydra" / "config.yaml")
-                       if p.is_file()), {})
+        try:
+            config = next((OmegaConf.to_container(read_yaml(p)) for p in
+                           (run_dir / "config.yaml", run_dir / ".hydra" / "config.yaml")
+                           if p.is_file()), {})
+        except ConfigError as error:
+            log.warning("%s; that run is left out", error)
+            continue
         config.pop("hydra", None)
         rows.append(run_row(name, config, job))
         if (run_dir / "metrics.csv").is_file():

@@ -28,11 +28,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from gancompare import PROJECT_ROOT
 from gancompare.analysis.result_tables import Table
 from gancompare.config import upgrade_saved
+from gancompare.errors import ConfigError
+from gancompare.saved import read_yaml
+from gancompare.units import check_saved_units
 
 # How a run is executed, not what it computes: configs that differ only here are the same run.
 EXECUTION_KEYS = (("trainer", "threads"), ("trainer", "progress_bar"), ("logger",))
@@ -54,9 +57,13 @@ def run_command(run_dir: Path, overrides: Sequence[str], steps: int | None, thre
 
 
 def is_done(run_dir: Path) -> bool:
+    """A finished or diverged run; a summary.json cut mid-write is not done (trained again)."""
     path = run_dir / "summary.json"
-    return path.is_file() and json.loads(path.read_text()).get("status") in ("finished",
-                                                                               "diverged")
+    try:
+        summary = json.loads(path.read_text()) if path.is_file() else {}
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return False
+    return isinstance(summary, dict) and summary.get("status") in ("finished", "diverged")
 
 
 # ---- the committed archive ----
@@ -132,6 +139,30 @@ def composed(overrides: Sequence[str]) -> DictConfig:
                        overrides=[o for o in overrides if not o.startswith("hydra.")])
 
 
+def saved_overrides(path: Path) -> list[str]:
+    """A batch's saved command line (.hydra/overrides.yaml), read as data before it is run
+    again: plain `key=value` strings, none of Hydra's own settings, composing a config that
+    names only the project's units (`units.check_saved_units`)."""
+    saved = read_yaml(path)
+    plain = OmegaConf.to_container(saved, resolve=False) if isinstance(saved, ListConfig) else None
+    if plain is None or not all(isinstance(o, str) for o in plain):
+        raise ConfigError("run_dir", f"{path} is not a list of overrides",
+                          "move the batch directory aside; the table trains it again")
+    for override in plain:
+        if override.lstrip("+~").startswith("hydra"):
+            raise ConfigError("run_dir", f"{path} sets Hydra's own {override!r}; a saved "
+                              "command line may set the run's keys only", "move the batch "
+                              "directory aside; the table trains it again")
+    try:
+        config = composed(plain)
+    except Exception as error:  # noqa: BLE001  (Hydra's composition errors have many types)
+        cause = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise ConfigError("run_dir", f"{path} does not compose ({cause})", "move the batch "
+                          "directory aside; the table trains it again") from None
+    check_saved_units(OmegaConf.to_container(config, resolve=False), path)
+    return plain
+
+
 def finished_twins(out: Path) -> dict[str, Path]:
     """config identity -> a finished run of any table under `out` (not itself a copy)."""
     twins: dict[str, Path] = {}
@@ -139,7 +170,7 @@ def finished_twins(out: Path) -> dict[str, Path]:
         run = summary.parent
         saved = run / ".hydra" / "config.yaml"
         if is_done(run) and saved.is_file() and not (run / REUSED_FROM).is_file():
-            twins.setdefault(config_identity(OmegaConf.load(saved)), run)
+            twins.setdefault(config_identity(read_yaml(saved)), run)
     return twins
 
 
@@ -174,7 +205,7 @@ def batched(todo: list[tuple[str, list[str]]], root: Path, steps: int | None, th
             run.unlink()
         if run.is_symlink():  # started in a batch: resume that batch with its own overrides
             batch = run.resolve().parent
-            saved = list(OmegaConf.load(started))
+            saved = saved_overrides(started)
             command = run_command(batch, [], None, threads, wandb)
             jobs.setdefault(batch, Job(batch.name, [*command[:2], *saved, command[-1]],
                                        tuple(sorted(root / p.name for p in root.iterdir()

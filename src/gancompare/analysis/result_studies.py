@@ -40,6 +40,7 @@ from gancompare.analysis import intervals
 from gancompare.analysis.result_runs import ARCHIVE, archive_run, is_done, restore_run
 from gancompare.analysis.result_tables import Table
 from gancompare.analysis.studies import Search, load_search, pairwise, write_search
+from gancompare.errors import ConfigError
 from gancompare.run.machine import machines
 from gancompare.search import DISTRIBUTIONS_FILE, STUDY_FILE, TRIALS_FILE
 
@@ -127,8 +128,27 @@ def run_search(study: Study, out: Path, steps: int | None, jobs: int = 2, thread
     return time.perf_counter() - started
 
 
-def best_overrides(search: Search, setting: str) -> list[str]:
-    """The searched values of a study's best trial, as overrides."""
+def searchable_keys(space: str) -> set[str]:
+    """The keys search=<space> draws: its `hydra.sweeper.params` and every regulariser field that
+    its `search.penalty_ranges` names (search/space.py)."""
+    import yaml
+
+    conf = PROJECT_ROOT / "conf"
+    spec = yaml.safe_load((conf / "search" / f"{space}.yaml").read_text())
+    fields = (spec.get("search") or {}).get("penalty_ranges") or {}
+    return set((spec.get("hydra") or {}).get("sweeper", {}).get("params") or {}) | {
+        f"regularizer.{p.stem}.{f}" for p in (conf / "regularizer").glob("*.yaml")
+        for f in fields}
+
+
+def best_overrides(search: Search, setting: str, space: str) -> list[str]:
+    """The searched values of a study's best trial, as overrides. The trial table is data (an
+    archive may come from elsewhere): a column that search=<space> does not draw is refused."""
+    foreign = sorted(set(search.searched) - searchable_keys(space))
+    if foreign:
+        raise ConfigError("search", f"the trial table of '{setting}' has values for "
+                          f"{', '.join(foreign)}, which search={space} does not draw",
+                          "use the study's own trials.csv (or run its search again)")
     trials = search.trials[search.trials["setting"] == setting]
     worst = np.inf if search.lower_is_better else -np.inf  # none scored: the first trial
     scores = trials["score"].fillna(worst)
@@ -145,7 +165,7 @@ def best_overrides(search: Search, setting: str) -> list[str]:
 def seeds_table(study: Study, search: Search) -> Table:
     """Phase 2 as a results table: each loss's best trial over the study's seeds."""
     runs = {f"{loss}_s{seed}": [f"search={study.space}", f"loss={loss}", *study.fixed,
-                                *best_overrides(search, loss), f"seed={seed}"]
+                                *best_overrides(search, loss, study.space), f"seed={seed}"]
             for seed in study.seeds for loss in study.losses if loss in search.studies}
     return Table(study.name, study.title, runs, by=["loss"], metrics=[], default_steps=None)
 

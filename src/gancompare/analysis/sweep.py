@@ -12,6 +12,9 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from gancompare.errors import ConfigError
+from gancompare.saved import read_yaml
+
 log = logging.getLogger(__name__)
 
 
@@ -45,6 +48,24 @@ def record_failure(run_dir: Path, cfg: DictConfig, error: BaseException) -> None
                 {**summary, "seed": int(seed_dir.parent.name.removeprefix("seed"))}, indent=2))
 
 
+def read_job(summary_file: Path) -> dict[str, Any] | None:
+    """A job's summary.json, {'status': 'missing'} when it has none, or None (said in a warning
+    naming the file) when it cannot be read: cut mid-write, say. One damaged job does not stop
+    a report of the others."""
+    if not summary_file.is_file():
+        return {"status": "missing", "verdict": "missing"}
+    try:
+        summary = json.loads(summary_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        summary = None
+    if not isinstance(summary, dict):
+        log.warning("%s is not a readable summary (cut mid-write?); that run is left out: "
+                    "restore it from the results archive, or run "
+                    "src/evaluate.py %s after deleting it", summary_file, summary_file.parent)
+        return None
+    return summary
+
+
 def collect(sweep_dir: Path) -> list[dict[str, Any]]:
     """One entry per job directory of a sweep (`<job>`, or `<study>/trial<k>` in a search):
     its overrides and summary (or 'missing')."""
@@ -56,11 +77,14 @@ def collect(sweep_dir: Path) -> list[dict[str, Any]]:
         seed_files = sorted(job_file.parent.parent.glob("seed*/.hydra/overrides.yaml"))
         for overrides_file in seed_files or [job_file]:
             job_dir = overrides_file.parent.parent
-            summary_file = job_dir / "summary.json"
-            summary = json.loads(summary_file.read_text()) if summary_file.is_file() else \
-                {"status": "missing", "verdict": "missing"}
-            jobs.append({"dir": job_dir, "overrides": list(OmegaConf.load(overrides_file)),
-                         **summary})
+            summary = read_job(job_dir / "summary.json")
+            try:
+                overrides = list(read_yaml(overrides_file))
+            except ConfigError as error:
+                log.warning("%s; that job is left out", error)
+                continue
+            if summary is not None:
+                jobs.append({"dir": job_dir, "overrides": overrides, **summary})
     return sorted(jobs, key=lambda j: (len(j["dir"].name), j["dir"].name))
 
 

@@ -9,9 +9,13 @@ that could run code) is refused with one line, never unpickled. Files are writte
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import pickle
 import random
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -56,8 +60,31 @@ def save(path: Path, state: dict[str, Any]) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
+    try:
+        with open(tmp, "wb") as file:  # closed even when the write fails: the space comes back
+            torch.save(state, file)
+    except RuntimeError as error:  # torch's writer says "unexpected pos", not "disk full"
+        tmp.unlink(missing_ok=True)
+        needed = sum(t.nbytes for t in _tensors(state))
+        if shutil.disk_usage(path.parent).free < needed:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp)) from None
+        raise OSError(errno.EIO, f"torch.save failed ({str(error).splitlines()[0]})",
+                      str(tmp)) from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     tmp.replace(path)
+
+
+def _tensors(node: Any) -> Iterator[torch.Tensor]:
+    if isinstance(node, torch.Tensor):
+        yield node
+    elif isinstance(node, dict):
+        for value in node.values():
+            yield from _tensors(value)
+    elif isinstance(node, list | tuple):
+        for value in node:
+            yield from _tensors(value)
 
 
 def load(path: Path, device: torch.device | str = "cpu", key: str = "checkpoint") -> dict:

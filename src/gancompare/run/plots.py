@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import matplotlib
@@ -16,11 +17,24 @@ from torchvision.utils import save_image  # noqa: E402
 from gancompare.data.mixtures import GaussianMixture  # noqa: E402
 
 
+@contextmanager
+def written(path: Path) -> Iterator[Path]:
+    """Write `path` whole or not at all: into <path>.tmp, renamed when done (a full disk leaves
+    no truncated picture; run_dir.disk_faults removes the .tmp)."""
+    partial = path.with_name(path.name + ".tmp")
+    try:
+        yield partial
+        partial.replace(path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
 def save_sample_grid(images: torch.Tensor, path: Path, nrow: int = 10) -> None:
     """Images in [-1, 1] as one grid PNG."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_image(images.detach().float().cpu(), path, nrow=nrow, normalize=True,
-               value_range=(-1, 1), padding=2, pad_value=1.0)
+    with written(path) as partial:
+        save_image(images.detach().float().cpu(), partial, nrow=nrow, normalize=True,
+                   value_range=(-1, 1), padding=2, pad_value=1.0, format="png")
 
 
 def save_scatter(points: np.ndarray, mixture: GaussianMixture, path: Path, title: str = "") -> None:
@@ -37,7 +51,8 @@ def save_scatter(points: np.ndarray, mixture: GaussianMixture, path: Path, title
            title=title, aspect="equal")
     ax.legend(loc="upper right", fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with written(path) as partial:
+        fig.savefig(partial, dpi=120, format="png")
     plt.close(fig)
 
 
@@ -64,5 +79,6 @@ def save_curves(history: Mapping[str, Sequence[float]], path: Path, critic: bool
     bottom.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    with written(path) as partial:
+        fig.savefig(partial, dpi=110, format="png")
     plt.close(fig)

@@ -8,7 +8,12 @@ rows, best effort (tracking.py).
 
 from __future__ import annotations
 
+import csv
+import errno
 import json
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
 from gancompare.data.mixtures import GaussianMixture
+from gancompare.errors import ConfigError
 from gancompare.run import checkpoint, plots
 from gancompare.run.tracking import MetricsCsv, WandbRun
 
@@ -30,10 +36,75 @@ def read_rows(path: Path) -> list[dict[str, float]]:
             for row in MetricsCsv.read(path)] if Path(path).is_file() else []
 
 
+def read_curves(run_dir: Path, steps: int | None) -> tuple[list[dict[str, float]], str | None]:
+    """A finished run's metrics.csv for re-judging it, and what is wrong with the file, if
+    anything: missing, empty, cut mid-row (the torn row is dropped) or short of the `steps` the
+    summary says were trained. Unreadable values count as a cut."""
+    path = Path(run_dir) / "metrics.csv"
+    if not path.is_file() or path.stat().st_size == 0:
+        return [], f"{path} is {'missing' if not path.is_file() else 'empty'}"
+    try:
+        raw = MetricsCsv.read(path)
+    except (csv.Error, UnicodeDecodeError) as error:
+        return [], f"{path} cannot be read ({error})"
+    torn = not path.read_bytes().endswith(b"\n")
+    if torn:  # the last row was being written: even its parsed values may be cut short
+        raw = raw[:-1]
+    rows = []
+    for row in raw:
+        try:
+            if None in row or None in row.values():
+                raise ValueError("fields missing")
+            rows.append({k: float(v) for k, v in row.items() if v != ""})
+        except ValueError:
+            torn = True
+    problem = None
+    if not rows:
+        problem = f"{path} holds no rows"
+    elif torn:
+        problem = f"{path} is cut mid-row after step {int(rows[-1]['step'])}"
+    elif steps and int(rows[-1]["step"]) < steps:
+        problem = f"{path} ends at step {int(rows[-1]['step'])} of {steps}"
+    return rows, problem
+
+
 def columns(rows: list[dict[str, float]]) -> dict[str, np.ndarray]:
     """Rows -> one array per column; NaN where a row has no value (epoch-end metrics)."""
     keys = list(dict.fromkeys(k for row in rows for k in row))
     return {k: np.array([row.get(k, np.nan) for row in rows]) for k in keys}
+
+
+# Write failures that are the machine's, not a bug: one line each (`disk_faults`).
+FULL = (errno.ENOSPC, errno.EDQUOT)
+REFUSED = (errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+@contextmanager
+def disk_faults(run_dir: Path, key: str = "hydra.run.dir") -> Iterator[None]:
+    """A write into the run directory that fails for want of room (or of the right to write)
+    ends the run with one line naming where and the fix (ConfigError at `key`); files left half
+    written (*.tmp) are removed, and the checkpoints written before stay as they were, so the
+    same command resumes once there is room."""
+    try:
+        yield
+    except OSError as error:
+        if error.errno not in FULL + REFUSED:
+            raise
+        run_dir = Path(run_dir)
+        for partial in run_dir.rglob("*.tmp"):
+            partial.unlink(missing_ok=True)
+        where = error.filename or run_dir
+        kept = sorted(p.name for p in (run_dir / "checkpoints").glob("*.pt"))
+        saved = f"; kept: checkpoints/{', '.join(kept)}" if kept else ""
+        if error.errno in FULL:
+            free = shutil.disk_usage(run_dir).free / 2**20 if run_dir.exists() else 0.0
+            raise ConfigError(key, f"the disk is full writing {where} ({free:.1f} MiB free)"
+                              f"{saved}", "free space on that disk (or give the run a "
+                              f"directory elsewhere with {key}=...), then run the same command: "
+                              "it resumes from the last checkpoint") from None
+        raise ConfigError(key, f"{where} cannot be written ({error.strerror}){saved}",
+                          f"make {run_dir} writable, or give the run another directory with "
+                          f"{key}=...") from None
 
 
 def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:

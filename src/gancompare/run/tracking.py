@@ -67,6 +67,37 @@ def _format(value: Any) -> Any:
     return value
 
 
+REACH_TIMEOUT_S = 3.0
+
+
+def server_url() -> str:
+    return os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")
+
+
+def server_reachable(timeout: float = REACH_TIMEOUT_S) -> bool:
+    """Whether W&B's server accepts a connection within `timeout` seconds (name look-up
+    included, which can hang on its own without a network: it runs in a thread)."""
+    import socket
+    import threading
+    from urllib.parse import urlparse
+
+    url = urlparse(server_url())
+    port = url.port or (443 if url.scheme == "https" else 80)
+    answered: list[bool] = []
+
+    def connect() -> None:
+        try:
+            socket.create_connection((url.hostname or "", port), timeout=timeout).close()
+            answered.append(True)
+        except OSError:
+            answered.append(False)
+
+    thread = threading.Thread(target=connect, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return bool(answered and answered[0])
+
+
 class WandbRun:
     """One W&B run per job. Offline unless `logger.wandb.mode` (default: $WANDB_MODE, else
     offline) says otherwise; files go to <run dir>/wandb. Resumes the same W&B run when a job is
@@ -86,6 +117,10 @@ class WandbRun:
             init = dict(project=settings.get("project"), entity=settings.get("entity"),
                         group=group, name=name, job_type=settings.get("job_type"),
                         tags=list(settings.get("tags") or []), config=config, id=run_id)
+            if mode == "online" and not server_reachable():
+                # wandb.init would retry for ~90 s, then leave files `wandb sync` cannot use
+                raise ConnectionError(f"no answer from {server_url()} within "
+                                      f"{REACH_TIMEOUT_S:.0f} s")
             self.run = self._init(init, mode)
         except Exception as error:  # W&B must never break a run
             if mode != "online":
@@ -97,6 +132,9 @@ class WandbRun:
                           f"{self.run_dir / 'wandb'}/offline-run-*`", stacklevel=2)
             log.warning("W&B online failed, logging offline: %s", error)
             try:
+                import wandb
+
+                wandb.teardown()  # a half-started online run would hold the run id
                 self.run = self._init(init, "offline")
             except Exception as offline_error:
                 self._disable(offline_error)

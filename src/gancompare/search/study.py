@@ -95,11 +95,26 @@ def study_grid(arguments: list[str]) -> tuple[list[list[str]], list[str]]:
 
 class StudySweeperImpl(OptunaSweeperImpl):
     def sweep(self, arguments: list[str]) -> None:
+        for key, value, meaning in (("n_trials", self.n_trials, "each study's trials, e.g. 16"),
+                                    ("n_jobs", self.n_jobs, "the trials run at once, e.g. 1")):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"hydra.sweeper.{key}", f"{value!r} is not a positive "
+                                  "integer", f"set hydra.sweeper.{key} to {meaning}")
+        import sqlalchemy.exc
+
         self._process_searchspace_config()
         grid, rest = study_grid(list(arguments))
         space = self._parse_sweeper_params_config()
-        for point in grid:
-            self._run_study(point, rest, space)
+        try:
+            for point in grid:
+                self._run_study(point, rest, space)
+        except sqlalchemy.exc.DatabaseError as error:  # a damaged file: malformed, not SQLite
+            cause = str(getattr(error, "orig", error)).splitlines()[0]
+            path = str(self.storage).removeprefix("sqlite:///")
+            raise ConfigError("hydra.sweeper.storage", f"{path} cannot be read as a study "
+                              f"({cause})", f"move it aside (mv {path} {path}.damaged) and run "
+                              "the same command: each study is rebuilt from its trials.csv") \
+                from None
 
     def _run_study(self, point: list[str], rest: list[str], space: list[str]) -> None:
         loader = self.hydra_context.config_loader
@@ -157,6 +172,8 @@ class StudySweeperImpl(OptunaSweeperImpl):
                     trial.set_user_attr("pid", pid)
             if not batch:
                 break
+            for trial in resumed:  # from the storage: data, run only within this space
+                check_stored_trial(trial, distributions, self.storage)
             jobs = [[*fixed_overrides, *[f"{k}={v}" for k, v in trial.params.items()],
                      f"search.trial={trial.user_attrs['run']}"] for trial in batch]
             if resumed:
@@ -216,6 +233,31 @@ class StudySweeperImpl(OptunaSweeperImpl):
         stale = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
                  if gone(t)]
         return [optuna.Trial(study, t._trial_id) for t in stale]
+
+
+def check_stored_trial(trial: optuna.Trial, distributions: dict[str, Any],
+                       storage: str | None) -> None:
+    """A trial read back from a study's storage, before it is run again: its parameters are
+    this command's searched keys with values inside their distributions, and its run number
+    an integer; a study file from elsewhere cannot make it set any other key."""
+    problem = None
+    run = trial.user_attrs.get("run")
+    if isinstance(run, bool) or not isinstance(run, int):
+        problem = f"its run number is {run!r}"
+    for key, value in trial.params.items():
+        dist = distributions.get(key)
+        if dist is None:
+            problem = f"it sets {key!r}, which this command does not search"
+        elif hasattr(dist, "choices"):
+            if value not in dist.choices:
+                problem = f"{key}={value!r} is none of {list(dist.choices)}"
+        elif isinstance(value, bool) or not isinstance(value, int | float) \
+                or not dist.low <= value <= dist.high:
+            problem = f"{key}={value!r} is outside [{dist.low}, {dist.high}]"
+    if problem:
+        raise ConfigError("hydra.sweeper.storage", f"trial {trial.number} of {storage} cannot be "
+                          f"run again: {problem}", "move the study file aside (its trials.csv "
+                          "restarts the study) or give this sweep its own hydra.sweep.dir")
 
 
 def within_budget(study: optuna.Study, fresh: list[optuna.Trial], n_trials: int
